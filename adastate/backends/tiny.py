@@ -1,0 +1,46 @@
+"""The embedded CPU backend: a small Wan-architecture DiT, a small VAE, MiniLM prompts."""
+
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import CheckpointError, load_into, load_pretrained
+from ..model import TINY_CONFIG, CausalWanTransformer
+from ..text import MiniLMTextEncoder
+from ..vae import TinyVideoVAE
+from . import Backend
+
+VIDEO_SIZE = 64       # pixels, square
+FPS = 16.0
+SPATIAL_FACTOR = 4
+
+
+def load_tiny(checkpoint=None, device=None) -> Backend:
+    """`checkpoint`: None (random weights until trained ones ship), a diffusers-layout folder
+    holding `transformer/` (and optionally `vae/`), or one `.safetensors` file of transformer weights."""
+    device = torch.device(device or "cpu")
+    notice = None
+    vae = None
+    if checkpoint is None:
+        torch.manual_seed(0)
+        transformer = CausalWanTransformer(**TINY_CONFIG)
+        notice = "no trained weights yet: using a randomly initialised tiny model (output is noise-like)"
+    else:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        if path.is_dir():
+            transformer = load_pretrained(CausalWanTransformer, path / "transformer")
+            if (path / "vae").is_dir():
+                vae = load_pretrained(TinyVideoVAE, path / "vae")
+        else:
+            transformer = load_into(CausalWanTransformer(**TINY_CONFIG), path)
+    if vae is None:
+        torch.manual_seed(1)
+        vae = TinyVideoVAE(latent_channels=transformer.config.in_channels, spatial_factor=SPATIAL_FACTOR)
+        notice = notice or "no trained VAE in the checkpoint: frames are decoded by a random decoder"
+    latent = VIDEO_SIZE // vae.config.spatial_factor
+    return Backend(
+        name="tiny", transformer=transformer.eval().to(device), vae=vae.eval().to(device),
+        encode_prompt=MiniLMTextEncoder(device), latent_height=latent, latent_width=latent, fps=FPS,
+        device=device, notice=notice)

@@ -1,0 +1,82 @@
+"""Loading weights safely: safetensors only, with errors that say what is wrong with the file."""
+
+import json
+import struct
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path that cannot be used; the message says why."""
+
+
+def _describe_non_safetensors(head: bytes) -> str:
+    if head[:1] == b"\x80":
+        return "it is a Python pickle"
+    if head[:2] == b"PK":
+        return "it is a zip archive (a torch.save pickle)"
+    return "it does not start with a safetensors header"
+
+
+def check_safetensors(path) -> Path:
+    """Return `path` if it is a readable safetensors file, else raise CheckpointError.
+
+    Pickles are refused outright: unpickling runs arbitrary code, and weights never need it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    header_len = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
+    if len(head) < 9 or head[8:9] != b"{" or header_len + 8 > size:
+        raise CheckpointError(
+            f"{path} is not a safetensors file ({_describe_non_safetensors(head)}); "
+            "AdaState only loads safetensors weights")
+    try:
+        with open(path, "rb") as f:
+            f.seek(8)
+            json.loads(f.read(header_len))
+    except ValueError as e:
+        raise CheckpointError(f"{path} has a corrupt safetensors header: {e}") from None
+    return path
+
+
+def load_state_dict(path) -> dict:
+    path = check_safetensors(path)
+    try:
+        return load_file(str(path))
+    except Exception as e:  # truncated data, bad offsets: safetensors raises its own types
+        raise CheckpointError(f"{path} is a corrupt safetensors file: {e}") from None
+
+
+def load_into(model, path):
+    """Load a safetensors state dict into `model`, strictly, naming what does not match."""
+    state = load_state_dict(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise CheckpointError(f"{path} does not match the model's configuration ({'; '.join(parts)})")
+    model.load_state_dict(state)
+    return model
+
+
+def load_pretrained(cls, directory, weights_name: str = "diffusion_pytorch_model.safetensors"):
+    """`cls.from_pretrained(directory)` for a diffusers-layout folder, with checked inputs."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory} has no config.json (expected a diffusers model folder)")
+    try:
+        config = cls.load_config(directory)
+        model = cls.from_config(config)
+    except (ValueError, TypeError, OSError) as e:
+        raise CheckpointError(f"{directory}/config.json does not describe a {cls.__name__}: {e}") from None
+    return load_into(model, directory / weights_name)

@@ -1,0 +1,157 @@
+"""Streaming self-attention: [ anchor slot | rolling window | current block ], relative time.
+
+Keys are stored *before* the rotary embedding and rotated afresh at every chunk from one fixed
+layout (frame indices):
+
+    anchor slot        0 .. A-1               (A = anchor_frames; the state, or the frozen first frame)
+    window, age a      A + (W-a)*F .. +F-1    (a = 1 is the previous chunk; older chunks further left)
+    block: state       0 .. A-1               (the new state shares the anchor slot's positions)
+    block: content     A + W*F .. +F-1
+
+so chunk 1000 sees exactly the positions chunk 10 saw. Window slots not yet filled are simply
+absent (the others keep their positions). Because RoPE scores depend on position differences
+only, the window part reproduces absolute-time attention exactly; the anchor alone is pinned at
+a fixed distance instead of drifting ever further into the past.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .transformer import apply_rotary
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    chunk_frames: int = 3   # F: latent frames generated per chunk
+    anchor_frames: int = 1  # A: frames in the anchor slot (F_s, the state's size)
+    window_chunks: int = 1  # W: previous chunks kept as clean context
+
+    def __post_init__(self):
+        for name in ("chunk_frames", "anchor_frames", "window_chunks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def anchor_positions(self) -> torch.Tensor:
+        return torch.arange(self.anchor_frames)
+
+    def window_positions(self, age: int) -> torch.Tensor:
+        start = self.anchor_frames + (self.window_chunks - age) * self.chunk_frames
+        return torch.arange(start, start + self.chunk_frames)
+
+    def block_positions(self, state_frames: int) -> torch.Tensor:
+        content_start = self.anchor_frames + self.window_chunks * self.chunk_frames
+        return torch.cat([torch.arange(state_frames), torch.arange(content_start, content_start + self.chunk_frames)])
+
+
+class AnchorWindowCache:
+    """Per-layer KV cache and the self-attention of one streamed block against it.
+
+    Protocol for each chunk: `begin_block(state_frames)`; any number of denoising passes of the
+    model with this object as its `self_attention`; `capture()` and one more pass on the clean
+    block (t = 0), whose keys and values `commit()` then writes into the cache.
+    """
+
+    def __init__(self, num_layers: int, rope, layout: CacheLayout, height: int, width: int, device=None):
+        self.layout, self.rope, self.height, self.width = layout, rope, height, width
+        self.tokens_per_frame = height * width
+        self.device = device
+        self.anchor = [None] * num_layers  # (k, v) pre-RoPE
+        self.window = [deque(maxlen=layout.window_chunks) for _ in range(num_layers)]
+        self._anchor_rot = self._angles(layout.anchor_positions())
+        self._window_rot = {a: self._angles(layout.window_positions(a)) for a in range(1, layout.window_chunks + 1)}
+        self._context = [None] * num_layers
+        self._captured = None
+        self.state_frames = 0
+        self.measure_anchor_share = False
+        self._share_sum, self._share_count = 0.0, 0
+
+    def _angles(self, frame_positions):
+        return self.rope(frame_positions.to(self.device), self.height, self.width)
+
+    # -- per chunk ---------------------------------------------------------------------------
+
+    def begin_block(self, state_frames: int):
+        """Next passes see a block of `state_frames` state frames followed by F content frames."""
+        self.state_frames = state_frames
+        self._block_rot = self._angles(self.layout.block_positions(state_frames))
+        self._context = [None] * len(self._context)
+        self._captured = None
+
+    def capture(self):
+        """Record the next pass's block keys/values, to be written by `commit`."""
+        self._captured = [None] * len(self._context)
+
+    def commit(self):
+        """Write the captured block: the state replaces the anchor slot (adaptive) or, with no
+        state, the first content frames fill an empty slot once (static); content enters the window."""
+        if self._captured is None or any(kv is None for kv in self._captured):
+            raise RuntimeError("commit() needs one full pass after capture()")
+        n_state = self.state_frames * self.tokens_per_frame
+        n_anchor = self.layout.anchor_frames * self.tokens_per_frame
+        for layer, (k, v) in enumerate(self._captured):
+            if n_state:
+                self.anchor[layer] = (k[:, :n_state], v[:, :n_state])
+            elif self.anchor[layer] is None:
+                self.anchor[layer] = (k[:, :n_anchor], v[:, :n_anchor])
+            self.window[layer].append((k[:, n_state:], v[:, n_state:]))
+        self._captured = None
+        self._context = [None] * len(self._context)
+
+    def anchor_share(self) -> float:
+        """Mean share of attention that content queries gave the anchor slot since the last call."""
+        share = float(self._share_sum) / self._share_count if self._share_count else 0.0
+        self._share_sum, self._share_count = 0.0, 0
+        return share
+
+    def cached_frames(self) -> int:
+        """Frames held by layer 0's cache (anchor slot + window)."""
+        frames = sum(k.shape[1] for k, _ in self.window[0]) // self.tokens_per_frame
+        return frames + (self.anchor[0][0].shape[1] // self.tokens_per_frame if self.anchor[0] else 0)
+
+    def anchor_kv(self, layer: int = 0):
+        return self.anchor[layer]
+
+    # -- the attention itself --------------------------------------------------------------
+
+    def _build_context(self, layer: int):
+        """Rotate this layer's cached keys at this chunk's positions (once per chunk)."""
+        keys, values = [], []
+        if self.anchor[layer] is not None:
+            k, v = self.anchor[layer]
+            keys.append(apply_rotary(k, *self._anchor_rot))
+            values.append(v)
+        slots = list(self.window[layer])
+        for age, (k, v) in zip(range(len(slots), 0, -1), slots):
+            keys.append(apply_rotary(k, *self._window_rot[age]))
+            values.append(v)
+        if not keys:
+            return None
+        return torch.cat(keys, dim=1), torch.cat(values, dim=1)
+
+    def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self._captured is not None:
+            self._captured[layer] = (k, v)
+        if self._context[layer] is None:
+            self._context[layer] = self._build_context(layer) or False
+        q = apply_rotary(q, *self._block_rot)
+        k = apply_rotary(k, *self._block_rot)
+        if self._context[layer]:
+            ctx_k, ctx_v = self._context[layer]
+            k, v = torch.cat([ctx_k, k], dim=1), torch.cat([ctx_v, v], dim=1)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+        n_anchor = self.anchor[layer][0].shape[1] if self.anchor[layer] is not None else 0
+        if not (self.measure_anchor_share and n_anchor):
+            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        # One extra value channel that is 1 on anchor keys: its output is the attention mass
+        # each query puts on the anchor slot, measured by the same kernel that attends.
+        indicator = torch.zeros(*v.shape[:-1], 1, dtype=v.dtype, device=v.device)
+        indicator[:, :, :n_anchor] = 1
+        out = F.scaled_dot_product_attention(q, k, torch.cat([v, indicator], dim=-1))
+        n_state = self.state_frames * self.tokens_per_frame
+        self._share_sum = self._share_sum + out[:, :, n_state:, -1].mean().detach()  # no device sync
+        self._share_count += 1
+        return out[..., :-1].transpose(1, 2)

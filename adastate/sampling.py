@@ -1,0 +1,64 @@
+"""Few-step flow-matching sampling of one block (Self-Forcing's schedule).
+
+Flow matching: x_sigma = (1 - sigma) * x0 + sigma * noise, and the model predicts the velocity
+noise - x0, so x0 = x_sigma - sigma * velocity. A block is denoised at a few noise levels: predict
+the clean block, re-noise it with fresh noise to the next level, repeat; the last prediction is
+the result. The model sees timestep = 1000 * sigma.
+"""
+
+import hashlib
+
+import torch
+
+DEFAULT_STEPS = (1000, 750, 500, 250)
+DEFAULT_SHIFT = 5.0
+
+
+def shifted_sigmas(steps=DEFAULT_STEPS, shift: float = DEFAULT_SHIFT) -> list[float]:
+    """Noise levels for timesteps in (0, 1000], warped by the usual flow-matching shift.
+
+    The shift spends the few steps at high noise, where a distilled few-step model decides
+    the layout (1000, 750, 500, 250 become 1000, 937.5, 833.3, 625 at shift 5).
+    """
+    if not steps:
+        raise ValueError("need at least one denoising step")
+    sigmas = []
+    for t in steps:
+        if not 0 < t <= 1000:
+            raise ValueError(f"denoising timesteps must lie in (0, 1000], got {t}")
+        s = t / 1000.0
+        sigmas.append(shift * s / (1 + (shift - 1) * s))
+    if any(a <= b for a, b in zip(sigmas, sigmas[1:])):
+        raise ValueError(f"denoising timesteps must decrease strictly, got {list(steps)}")
+    return sigmas
+
+
+def block_noise(shape, seed: int, chunk: int, step: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Gaussian noise that depends only on (seed, chunk, step).
+
+    Noise is not drawn from a running generator, so chunk k's noise is the same whether the
+    stream started at chunk 0 or was resumed at chunk k.
+    """
+    digest = hashlib.blake2b(f"{seed}/{chunk}/{step}".encode(), digest_size=8).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+
+
+def denoise_block(model, text_kv, cache, shape, sigmas, seed: int, chunk: int, device=None, dtype=torch.float32):
+    """Denoise one block [B, C, f, h, w] from pure noise, attending to `cache` (read only)."""
+    x = block_noise(shape, seed, chunk, 0, device, dtype)
+    for step, sigma in enumerate(sigmas):
+        timestep = torch.full((shape[0],), 1000.0 * sigma, device=device)
+        velocity = model.forward_frames(x, timestep, text_kv, cache)
+        clean = x - sigma * velocity
+        if step + 1 < len(sigmas):
+            next_sigma = sigmas[step + 1]
+            x = (1 - next_sigma) * clean + next_sigma * block_noise(shape, seed, chunk, step + 1, device, dtype)
+    return clean
+
+
+def write_cache(model, text_kv, cache, clean_block):
+    """Run the clean block once at t = 0 and write its keys/values into the cache."""
+    cache.capture()
+    model.forward_frames(clean_block, torch.zeros(clean_block.shape[0], device=clean_block.device), text_kv, cache)
+    cache.commit()
