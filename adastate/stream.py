@@ -75,39 +75,61 @@ def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
     return float((new - old).norm() / old.norm().clamp_min(1e-12))
 
 
-@torch.no_grad()
-def stream(backend, prompt: str, settings: StreamSettings):
-    """Yield a ChunkResult per chunk; stop early by simply not asking for more."""
-    settings.check()
-    model, device, dtype = backend.transformer, backend.device, backend.dtype
-    text_kv = model.encode_text(backend.encode_prompt(check_prompt(prompt)).to(device, dtype))
-    sigmas = shifted_sigmas(settings.denoising_steps, settings.shift)
-    _, h, w = model.token_grid((1, 1, 1, backend.latent_height, backend.latent_width))
-    cache = AnchorWindowCache(len(model.blocks), model.rope, settings.layout, h, w, device)
-    state_frames = settings.state_frames if settings.anchor == "adaptive" else 0
-    shape = (1, backend.latent_channels, state_frames + settings.chunk_frames,
-             backend.latent_height, backend.latent_width)
-    previous_anchor = None
-    for index in range(settings.chunks):
+class ChunkStream:
+    """Iterates the recurrence chunk by chunk; holds the prompt's cross-attention K/V and the cache."""
+
+    def __init__(self, backend, prompt: str, settings: StreamSettings):
+        self.backend, self.settings = backend, settings.check()
+        model = backend.transformer
+        with torch.no_grad():
+            self.text_kv = model.encode_text(
+                backend.encode_prompt(check_prompt(prompt)).to(backend.device, backend.dtype))
+        self.sigmas = shifted_sigmas(settings.denoising_steps, settings.shift)
+        _, h, w = model.token_grid((1, 1, 1, backend.latent_height, backend.latent_width))
+        self.cache = AnchorWindowCache(len(model.blocks), model.rope, settings.layout, h, w, backend.device)
+        self.state_frames = settings.state_frames if settings.anchor == "adaptive" else 0
+        self.block_shape = (1, backend.latent_channels, self.state_frames + settings.chunk_frames,
+                            backend.latent_height, backend.latent_width)
+        self.index = 0
+        self.anchor_latent = None
+
+    def __iter__(self):
+        while self.index < self.settings.chunks:
+            yield self.next_chunk()
+
+    @torch.no_grad()
+    def next_chunk(self) -> ChunkResult:
+        backend, cache, settings = self.backend, self.cache, self.settings
+        model = backend.transformer
         started = time.perf_counter()
-        cache.begin_block(state_frames)
+        cache.begin_block(self.state_frames)
         cache.measure_anchor_share = settings.measure_anchor_share
-        block = denoise_block(model, text_kv, cache, shape, sigmas, settings.seed, index, device, dtype)
+        block = denoise_block(model, self.text_kv, cache, self.block_shape, self.sigmas, settings.seed, self.index,
+                              backend.device, backend.dtype)
         share = cache.anchor_share()
         cache.measure_anchor_share = False
         denoised = time.perf_counter()
-        write_cache(model, text_kv, cache, block)
+        write_cache(model, self.text_kv, cache, block)
         written = time.perf_counter()
-        content = block[:, :, state_frames:]
-        frames = backend.vae.decode_to_uint8(content)
+        content = block[:, :, self.state_frames:]
+        frames = backend.vae.decode_to_uint8(content)  # the state is never decoded
         decoded = time.perf_counter()
 
-        anchor_latent = (block[0, :, :state_frames] if state_frames else
-                         previous_anchor if previous_anchor is not None else content[0, :, :settings.state_frames])
-        delta = None if previous_anchor is None else relative_change(anchor_latent, previous_anchor)
-        previous_anchor = anchor_latent
-        yield ChunkResult(
-            index=index, latents=content[0].cpu(), frames=frames, anchor_latent=anchor_latent.cpu(),
-            anchor_attention_share=share, state_delta=delta,
+        previous = self.anchor_latent
+        if self.state_frames:
+            self.anchor_latent = block[0, :, :self.state_frames].cpu()
+        elif previous is None:
+            self.anchor_latent = content[0, :, :settings.state_frames].cpu()
+        result = ChunkResult(
+            index=self.index, latents=content[0].cpu(), frames=frames, anchor_latent=self.anchor_latent,
+            anchor_attention_share=share,
+            state_delta=None if previous is None else relative_change(self.anchor_latent, previous),
             seconds={"denoise": denoised - started, "cache_write": written - denoised,
                      "decode": decoded - written, "total": decoded - started})
+        self.index += 1
+        return result
+
+
+def stream(backend, prompt: str, settings: StreamSettings):
+    """Yield a ChunkResult per chunk; stop early by simply not asking for more."""
+    return iter(ChunkStream(backend, prompt, settings))
