@@ -1,0 +1,113 @@
+"""`python -m adastate generate | bench`."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .stream import ANCHOR_MODES, MAX_CHUNKS
+
+
+def write_json(path, data):
+    """Write atomically, so an interrupted run never leaves half a JSON file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def generate(args) -> int:
+    from tqdm import tqdm
+
+    from .backends import load_backend
+    from .stream import ChunkStream, StreamSettings
+    from .text import check_prompt
+    from .video import Mp4Writer
+
+    settings = StreamSettings(anchor=args.anchor, chunks=args.chunks, seed=args.seed,
+                              window_chunks=args.window, denoising_steps=tuple(args.steps)).check()
+    prompt = check_prompt(args.prompt)
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"--out must name an .mp4 file, got {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    backend = load_backend(args.backend, args.checkpoint, args.device)
+    if backend.notice:
+        print(f"note: {backend.notice}", file=sys.stderr)
+
+    chunks = ChunkStream(backend, prompt, settings)
+    config = {"prompt": prompt, "anchor": settings.anchor, "chunks": settings.chunks, "seed": settings.seed,
+              "backend": backend.name, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+              "notice": backend.notice, "chunk_frames": settings.chunk_frames,
+              "state_frames": settings.state_frames, "window_chunks": settings.window_chunks,
+              "denoising_steps": list(settings.denoising_steps), "shift": settings.shift, "fps": backend.fps,
+              "frames_per_chunk": settings.chunk_frames * backend.frames_per_latent,
+              "model": dict(backend.transformer.config)}
+    records, interrupted = [], False
+    bar = tqdm(total=settings.chunks, unit="chunk", file=sys.stderr, disable=None)
+    try:
+        with Mp4Writer(out, backend.fps) as video:
+            for result in chunks:
+                video.write(result.frames)
+                records.append(result.record())
+                bar.update()
+    except KeyboardInterrupt:
+        interrupted = True  # the writer has closed the file; what was written plays
+    finally:
+        bar.close()
+        if args.stats_out:
+            write_json(args.stats_out, {"config": config, "chunks": records, "interrupted": interrupted})
+    print(f"{'interrupted after' if interrupted else 'wrote'} {len(records)} chunks → {out}", file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+def bench(args) -> int:
+    from .bench import run_benchmarks
+
+    results = run_benchmarks(long_chunks=args.long_chunks, quick=args.quick)
+    print(json.dumps(results, indent=2))
+    if args.out:
+        write_json(args.out, results)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adastate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="stream a video to an MP4 file")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--anchor", choices=ANCHOR_MODES, default="adaptive",
+                   help="adaptive: self-evolving state; static: first frame frozen as the anchor")
+    g.add_argument("--chunks", type=int, default=8, help=f"chunks to generate (1 to {MAX_CHUNKS})")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True, help="output .mp4 (H.264)")
+    g.add_argument("--stats-out", help="per-chunk statistics as JSON")
+    g.add_argument("--backend", default="tiny")
+    g.add_argument("--checkpoint", help="weights: a diffusers-layout folder or a .safetensors file")
+    g.add_argument("--window", type=int, default=1, help="previous chunks kept in the rolling window")
+    g.add_argument("--steps", type=int, nargs="+", default=[1000, 750, 500, 250],
+                   help="denoising timesteps before the shift, decreasing, in (0, 1000]")
+    g.add_argument("--device", default=None, help="torch device (default: cpu)")
+    g.set_defaults(run=generate)
+
+    b = sub.add_parser("bench", help="latency, memory, FLOP/s and frame-rate benchmarks")
+    b.add_argument("--long-chunks", type=int, default=500, help="length of the long rollout")
+    b.add_argument("--quick", action="store_true", help="short runs, for a smoke test")
+    b.add_argument("--out", help="also write the results as JSON")
+    b.set_defaults(run=bench)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before any output existed: nothing to keep
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""`python -m adastate generate`: bad input gets one clear line and a nonzero exit; good input an
+H.264 MP4 and per-chunk JSON; Ctrl-C keeps what was written valid."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from adastate.cli import main
+from adastate.video import read_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "adastate", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300, **kwargs)
+
+
+def bad_checkpoints(tmp_path):
+    pickled = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(2)}, pickled)
+    renamed = tmp_path / "pickle.safetensors"
+    renamed.write_bytes(pickle.dumps({"w": [0.0, 1.0]}))
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(os.urandom(300))
+    truncated = tmp_path / "truncated.safetensors"
+    save_file({"w": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"patch_embedding.weight": torch.zeros(3)}, wrong)
+    return [
+        (str(tmp_path / "missing.safetensors"), "checkpoint not found"),
+        (str(pickled), "not a safetensors file (it is a zip archive"),
+        (str(renamed), "not a safetensors file (it is a Python pickle"),
+        (str(corrupt), "not a safetensors file"),
+        (str(truncated), "safetensors"),
+        (str(wrong), "does not match the model's configuration"),
+    ]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--chunks", "0"], "chunks must be a whole number from 1"),
+    (["--chunks", "-3"], "chunks must be a whole number from 1"),
+    (["--chunks", "1000000000"], "chunks must be a whole number from 1"),
+    (["--prompt", "   "], "the prompt is empty"),
+    (["--prompt", "x" * 5000], "the prompt is 5000 characters long"),
+    (["--steps", "250", "500"], "must decrease"),
+    (["--window", "0"], "window_chunks must be"),
+])
+def test_bad_numbers_and_prompts(tmp_path, capsys, extra, message):
+    args = ["generate", "--prompt", "hills", "--out", str(tmp_path / "v.mp4"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_bad_checkpoints(tmp_path, capsys):
+    for checkpoint, message in bad_checkpoints(tmp_path):
+        code = main(["generate", "--prompt", "hills", "--chunks", "1", "--out", str(tmp_path / "v.mp4"),
+                     "--checkpoint", checkpoint])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (checkpoint, err)
+
+
+def test_bad_anchor_mode_and_out_path(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--prompt", "hills", "--anchor", "frozen", "--out", str(tmp_path / "v.mp4")])
+    assert exit_info.value.code == 2 and "invalid choice: 'frozen'" in capsys.readouterr().err
+    assert main(["generate", "--prompt", "hills", "--out", str(tmp_path / "v.avi")]) == 2
+    assert "--out must name an .mp4 file" in capsys.readouterr().err
+
+
+def test_errors_in_a_real_process_are_one_line_without_traceback(tmp_path):
+    renamed = tmp_path / "pickle.safetensors"
+    renamed.write_bytes(pickle.dumps({"w": 1}))
+    result = run_cli("generate", "--prompt", "hills", "--out", str(tmp_path / "v.mp4"), "--checkpoint", str(renamed))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "it is a Python pickle" in result.stderr
+
+
+def test_generate_writes_h264_and_stats(tmp_path):
+    out, stats = tmp_path / "v.mp4", tmp_path / "v.json"
+    result = run_cli("generate", "--prompt", "a slow pan over snowy hills", "--anchor", "static", "--chunks", "3",
+                     "--seed", "5", "--out", str(out), "--stats-out", str(stats))
+    assert result.returncode == 0, result.stderr
+    assert "randomly initialised" in result.stderr  # until trained weights ship, say so
+    frames, fps, codec = read_video(out)
+    data = json.loads(stats.read_text())
+    assert codec == "h264" and fps == data["config"]["fps"]
+    assert frames.shape == (3 * data["config"]["frames_per_chunk"], 64, 64, 3)
+    assert [c["index"] for c in data["chunks"]] == [0, 1, 2]
+    assert {"anchor_attention_share", "state_delta", "seconds"} <= set(data["chunks"][0])
+    assert data["config"]["anchor"] == "static" and data["interrupted"] is False
+
+
+def test_ctrl_c_keeps_the_video_and_stats_valid(tmp_path):
+    out, stats = tmp_path / "v.mp4", tmp_path / "v.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adastate", "generate", "--prompt", "hills", "--chunks", "5000",
+         "--out", str(out), "--stats-out", str(stats)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or out.stat().st_size < 20_000):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "interrupted after" in err
+    data = json.loads(stats.read_text())
+    frames, _, codec = read_video(out)
+    assert data["interrupted"] is True and len(data["chunks"]) >= 1
+    assert codec == "h264" and frames.shape[0] == len(data["chunks"]) * data["config"]["frames_per_chunk"]
