@@ -44,14 +44,21 @@ def block_noise(shape, seed: int, chunk: int, step: int, device=None, dtype=torc
     return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
 
-def denoise_block(model, text_kv, cache, shape, sigmas, seed: int, chunk: int, device=None, dtype=torch.float32):
-    """Denoise one block [B, C, f, h, w] from pure noise, attending to `cache` (read only)."""
+def denoise_block(model, text_kv, cache, shape, sigmas, seed: int, chunk: int, device=None, dtype=torch.float32,
+                  last_step: int | None = None):
+    """Denoise one block [B, C, f, h, w] from pure noise, attending to `cache` (read only).
+
+    `last_step` stops early (Self-Forcing training exits at a random step); only that last step
+    runs under the caller's grad mode, the ones before it never carry gradients.
+    """
+    last_step = len(sigmas) - 1 if last_step is None else last_step
     x = block_noise(shape, seed, chunk, 0, device, dtype)
-    for step, sigma in enumerate(sigmas):
-        timestep = torch.full((shape[0],), 1000.0 * sigma, device=device)
-        velocity = model.forward_frames(x, timestep, text_kv, cache)
-        clean = x - sigma * velocity
-        if step + 1 < len(sigmas):
+    for step in range(last_step + 1):
+        sigma = sigmas[step]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and step == last_step):
+            timestep = torch.full((shape[0],), 1000.0 * sigma, device=device)
+            clean = x - sigma * model.forward_frames(x, timestep, text_kv, cache)
+        if step < last_step:
             next_sigma = sigmas[step + 1]
             x = (1 - next_sigma) * clean + next_sigma * block_noise(shape, seed, chunk, step + 1, device, dtype)
     return clean

@@ -85,8 +85,8 @@ class ChunkStream:
             self.text_kv = model.encode_text(
                 backend.encode_prompt(check_prompt(prompt)).to(backend.device, backend.dtype))
         self.sigmas = shifted_sigmas(settings.denoising_steps, settings.shift)
-        _, h, w = model.token_grid((1, 1, 1, backend.latent_height, backend.latent_width))
-        self.cache = AnchorWindowCache(len(model.blocks), model.rope, settings.layout, h, w, backend.device)
+        self.cache = AnchorWindowCache.for_model(model, settings.layout, backend.latent_height, backend.latent_width,
+                                                 backend.device)
         self.state_frames = settings.state_frames if settings.anchor == "adaptive" else 0
         self.block_shape = (1, backend.latent_channels, self.state_frames + settings.chunk_frames,
                             backend.latent_height, backend.latent_width)

@@ -5,7 +5,7 @@ import functools
 import torch
 
 MAX_PROMPT_CHARS = 2000
-MAX_TOKENS = 128
+MAX_TOKENS = 64  # prompts are padded (with zeros, as Wan pads UMT5) or cut to this many tokens
 
 
 def check_prompt(prompt) -> str:
@@ -34,4 +34,6 @@ class MiniLMTextEncoder:
     @torch.no_grad()
     def __call__(self, prompt: str) -> torch.Tensor:
         tokens = self.tokenizer([check_prompt(prompt)], return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
-        return self.model(**tokens.to(self.device)).last_hidden_state
+        states = self.model(**tokens.to(self.device)).last_hidden_state
+        # a fixed length, so training batches and inference see the same cross-attention layout
+        return torch.nn.functional.pad(states, (0, 0, 0, MAX_TOKENS - states.shape[1]))

@@ -43,17 +43,22 @@ class TinyVideoVAE(ModelMixin, ConfigMixin):
         self.register_buffer("mean", torch.tensor(latent_mean or [0.0] * latent_channels).view(1, -1, 1, 1, 1), False)
         self.register_buffer("std", torch.tensor(latent_std or [1.0] * latent_channels).view(1, -1, 1, 1, 1), False)
 
-    def encode(self, video: torch.Tensor, sample: bool = False) -> torch.Tensor:
-        """Video [B, 3, T, H, W] in [-1, 1] (T a multiple of temporal_factor) → normalised latents."""
+    def encode_moments(self, video: torch.Tensor):
+        """Video [B, 3, T, H, W] in [-1, 1] (T a multiple of temporal_factor) → raw (mean, logvar)
+        latents [B, C, T / temporal_factor, h, w], before normalisation."""
         b, _, t, h, w = video.shape
         tf = self.config.temporal_factor
         if t % tf:
             raise ValueError(f"video length {t} is not a multiple of temporal_factor {tf}")
         groups = video.reshape(b, 3, t // tf, tf, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b * t // tf, tf * 3, h, w)
-        mean, logvar = self.encoder(groups).chunk(2, dim=1)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if sample else mean
-        z = z.reshape(b, t // tf, *z.shape[1:]).transpose(1, 2)
-        return (z - self.mean) / self.std
+        moments = self.encoder(groups)
+        moments = moments.reshape(b, t // tf, *moments.shape[1:]).transpose(1, 2)
+        return moments.chunk(2, dim=1)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Video [B, 3, T, H, W] in [-1, 1] → normalised latents (the posterior mean)."""
+        mean, _ = self.encode_moments(video)
+        return (mean - self.mean) / self.std
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [B, C, f, h, w] → video [B, 3, f * temporal_factor, H, W] in [-1, 1]."""

@@ -63,10 +63,17 @@ class AnchorWindowCache:
         self._anchor_rot = self._angles(layout.anchor_positions())
         self._window_rot = {a: self._angles(layout.window_positions(a)) for a in range(1, layout.window_chunks + 1)}
         self._context = [None] * num_layers
+        self._context_has_grad = [False] * num_layers
         self._captured = None
         self.state_frames = 0
         self.measure_anchor_share = False
         self._share_sum, self._share_count = 0.0, 0
+
+    @classmethod
+    def for_model(cls, model, layout: CacheLayout, latent_height: int, latent_width: int, device=None):
+        """A cache for `model`'s layers and token grid at this latent size."""
+        _, h, w = model.token_grid((1, 1, 1, latent_height, latent_width))
+        return cls(len(model.blocks), model.rope, layout, h, w, device)
 
     def _angles(self, frame_positions):
         return self.rope(frame_positions.to(self.device), self.height, self.width)
@@ -134,8 +141,11 @@ class AnchorWindowCache:
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self._captured is not None:
             self._captured[layer] = (k, v)
-        if self._context[layer] is None:
+        if self._context[layer] is None or (torch.is_grad_enabled() and not self._context_has_grad[layer]):
+            # built once per chunk; rebuilt if a gradient-carrying pass follows no-grad ones, so
+            # that training gradients reach the states and chunks stored in the cache
             self._context[layer] = self._build_context(layer) or False
+            self._context_has_grad[layer] = torch.is_grad_enabled()
         q = apply_rotary(q, *self._block_rot)
         k = apply_rotary(k, *self._block_rot)
         if self._context[layer]:

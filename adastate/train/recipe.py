@@ -1,0 +1,345 @@
+"""The training recipe of the embedded model, stage by stage (`python -m adastate train STAGE`).
+
+    vae      the small video autoencoder, on rendered worlds; then its latent mean/std
+    data     latent clips (+ caption token states) of many worlds, encoded once
+    teacher  a bidirectional flow-matching DiT on those clips
+    causal   the causal student, initialised from the teacher with the teacher-forced diffusion
+             loss (cheaper than regressing ODE trajectories, which would need many teacher
+             sampling runs on this CPU, and it already teaches the block-causal cache layout)
+    dmd      Self-Forcing training: the student rolls out on its own cache, DMD against the teacher
+             (real score) and a fake score trained alongside, with horizon weights
+
+Each stage is a plain loop under `accelerate` (so `accelerate launch` runs it on several GPUs),
+checkpoints every `save_every` steps into its folder, and resumes from the last checkpoint.
+"""
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+
+from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
+from ..sampling import DEFAULT_SHIFT, shifted_sigmas
+from ..vae import TinyVideoVAE
+from .losses import dmd_loss, flow_matching_loss, horizon_weights, noised
+from .rollout import self_forcing_rollout, teacher_forced_loss
+
+STAGES = ("vae", "data", "teacher", "causal", "dmd")
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    out: str                       # this stage's folder
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 2e-4
+    seed: int = 0
+    anchor: str = "adaptive"       # causal / dmd: which student
+    chunks: int = 4                # clip / rollout length in chunks (longer than the window)
+    chunk_frames: int = 3
+    window_chunks: int = 1
+    alpha: float = 2.0             # horizon weight exponent (paper: 2 best at 5 s, 4 at 30 s)
+    guidance: float = 3.0          # classifier-free guidance of the real score
+    fake_updates: int = 2          # fake-score updates per student update (DMD2 uses 5)
+    caption_dropout: float = 0.1   # teacher: learn the unconditional score for guidance
+    clips: int = 512               # data: how many clips
+    size: int = 64                 # data/vae: video size in pixels
+    data: str = ""                 # teacher/causal/dmd: the data stage's folder
+    vae: str = ""                  # data: the vae stage's folder
+    init: str = ""                 # causal: the teacher; dmd: the causal student
+    teacher: str = ""              # dmd: the teacher (real score, and the fake score's start)
+    model: dict = field(default_factory=lambda: dict(TINY_CONFIG))
+    save_every: int = 100
+    log_every: int = 10
+
+
+def sample_sigmas(batch: int, generator: torch.Generator | None = None, shift: float = DEFAULT_SHIFT) -> torch.Tensor:
+    """Training noise levels: uniform u warped by the sampling shift, so training spends its
+    effort where the few sampling steps are."""
+    u = torch.rand(batch, generator=generator)
+    return shift * u / (1 + (shift - 1) * u)
+
+
+# -- bookkeeping --------------------------------------------------------------------------------
+
+class Run:
+    """A stage's folder: log.jsonl of losses, checkpoints of models and optimisers, resume."""
+
+    def __init__(self, config: TrainConfig):
+        self.config, self.dir = config, Path(config.out)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+        self.started = time.time()
+
+    def log(self, step: int, **values):
+        values = {"step": step, "seconds": round(time.time() - self.started, 1), **values}
+        with open(self.dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(values) + "\n")
+        print(json.dumps(values), flush=True)
+
+    def save(self, step: int, models: dict, optimizers: dict):
+        for name, model in models.items():
+            model.save_pretrained(self.dir / name)
+        save_file({f"{name}/{k}": v for name, opt in optimizers.items() for k, v in optimizer_tensors(opt).items()},
+                  self.dir / "optimizer.safetensors")
+        (self.dir / "progress.json").write_text(json.dumps({"step": step}))
+
+    def resume(self, models: dict, optimizers: dict) -> int:
+        progress = self.dir / "progress.json"
+        if not progress.exists():
+            return 0
+        for name, model in models.items():
+            model.load_state_dict(load_file(self.dir / name / "diffusion_pytorch_model.safetensors"))
+        state = load_file(self.dir / "optimizer.safetensors")
+        for name, opt in optimizers.items():
+            load_optimizer_tensors(opt, {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(name + "/")})
+        return json.loads(progress.read_text())["step"]
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict:
+    """Adam's moments and step counts as flat tensors (safetensors, not pickle)."""
+    out = {}
+    for index, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict):
+    state_dict = opt.state_dict()
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state_dict["state"].setdefault(int(index), {})[key] = value
+    opt.load_state_dict(state_dict)
+
+
+def load_clips(folder: str) -> dict:
+    return load_file(Path(folder) / "clips.safetensors")
+
+
+def batches(clips: dict, batch_size: int, generator: torch.Generator):
+    n = clips["latents"].shape[0]
+    while True:
+        index = torch.randint(n, (batch_size,), generator=generator)
+        yield clips["latents"][index], clips["text"][index]
+
+
+def drop_captions(text: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    keep = (torch.rand(text.shape[0], generator=generator) >= p).to(text)
+    return text * keep[:, None, None]
+
+
+def loop(run: Run, accelerator: Accelerator, models: dict, optimizers: dict, step_fn):
+    """Run `step_fn(step) -> dict of losses` from the last checkpoint to config.steps."""
+    config = run.config
+    start = run.resume(models, optimizers)
+    for step in range(start + 1, config.steps + 1):
+        losses = step_fn(step)
+        if step % config.log_every == 0 or step == config.steps:
+            run.log(step, **{k: float(v.detach()) for k, v in losses.items()})
+        if step % config.save_every == 0 or step == config.steps:
+            run.save(step, {k: accelerator.unwrap_model(m) for k, m in models.items()}, optimizers)
+
+
+def optimise(accelerator, optimizer, loss, model):
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
+# -- stages -------------------------------------------------------------------------------------
+
+def train_vae(config: TrainConfig, accelerator: Accelerator):
+    from ..data import World, sample_world_spec
+
+    run = Run(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    vae = TinyVideoVAE(latent_channels=config.model["in_channels"])
+    tf = vae.config.temporal_factor
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr)
+    vae, optimizer = accelerator.prepare(vae, optimizer)
+
+    def clip_batch():
+        clips = []
+        for _ in range(config.batch_size):
+            seed = int(torch.randint(10**9, (1,), generator=generator))
+            start = int(torch.randint(5000, (1,), generator=generator))
+            frames = World(sample_world_spec(seed, config.size, config.size)).render(start, tf)
+            clips.append(torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1)
+        return torch.stack(clips).to(accelerator.device)
+
+    def step_fn(step):
+        video = clip_batch()
+        model = accelerator.unwrap_model(vae)
+        mean, logvar = model.encode_moments(video)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        recon = model.decode(z)  # latent statistics are still 0 / 1 while training
+        reconstruction = (recon - video).abs().mean()
+        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
+        loss = reconstruction + 1e-4 * kl
+        optimise(accelerator, optimizer, loss, vae)
+        return {"loss": loss, "l1": reconstruction, "kl": kl}
+
+    loop(run, accelerator, {"vae": vae}, {"vae": optimizer}, step_fn)
+    # Normalise latents to zero mean / unit std per channel, measured on fresh clips.
+    model = accelerator.unwrap_model(vae).eval()
+    with torch.no_grad():
+        z = torch.cat([model.encode(clip_batch()) for _ in range(16)])
+    mean, std = z.mean(dim=(0, 2, 3, 4)), z.std(dim=(0, 2, 3, 4))
+    model.register_to_config(latent_mean=mean.tolist(), latent_std=std.tolist())
+    model.mean.copy_(mean.view(1, -1, 1, 1, 1))
+    model.std.copy_(std.view(1, -1, 1, 1, 1))
+    model.save_pretrained(run.dir / "vae")
+    run.log(config.steps, latent_mean=mean.tolist(), latent_std=std.tolist())
+
+
+def build_data(config: TrainConfig, accelerator: Accelerator):
+    """Render `clips` world clips (starting anywhere up to frame 20000, so late scenes are seen),
+    encode frames with the VAE and captions with MiniLM."""
+    from ..data import World, caption, sample_world_spec
+    from ..text import MiniLMTextEncoder
+
+    run = Run(config)
+    vae = TinyVideoVAE.from_pretrained(Path(config.vae) / "vae").eval()
+    encoder = MiniLMTextEncoder()
+    generator = torch.Generator().manual_seed(config.seed)
+    frames = config.chunks * config.chunk_frames * vae.config.temporal_factor
+    latents, texts, captions = [], [], []
+    with torch.no_grad():
+        for i in range(config.clips):
+            seed = int(torch.randint(10**9, (1,), generator=generator))
+            spec = sample_world_spec(seed, config.size, config.size)
+            start = int(torch.randint(20000, (1,), generator=generator))
+            video = torch.from_numpy(World(spec).render(start, frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
+            latents.append(vae.encode(video[None])[0])
+            captions.append(caption(spec, seed))
+            texts.append(encoder(captions[-1])[0])
+            if (i + 1) % 50 == 0:
+                run.log(i + 1, clips=i + 1)
+    save_file({"latents": torch.stack(latents).contiguous(), "text": torch.stack(texts).contiguous()},
+              run.dir / "clips.safetensors")
+    (run.dir / "captions.json").write_text(json.dumps(captions, indent=1))
+
+
+def train_teacher(config: TrainConfig, accelerator: Accelerator):
+    run = Run(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    teacher = CausalWanTransformer(**config.model)
+    optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=0.0)
+    teacher, optimizer = accelerator.prepare(teacher, optimizer)
+    data = batches(load_clips(config.data), config.batch_size, generator)
+
+    def step_fn(step):
+        latents, text = next(data)
+        text = drop_captions(text, config.caption_dropout, generator)
+        sigma = sample_sigmas(latents.shape[0], generator)
+        noise = torch.randn(latents.shape, generator=generator)
+        velocity = teacher(noised(latents, noise, sigma), 1000 * sigma, text).sample
+        loss = flow_matching_loss(velocity, latents, noise)
+        optimise(accelerator, optimizer, loss, teacher)
+        return {"loss": loss}
+
+    loop(run, accelerator, {"transformer": teacher}, {"transformer": optimizer}, step_fn)
+
+
+def layout_of(config: TrainConfig) -> CacheLayout:
+    return CacheLayout(config.chunk_frames, 1, config.window_chunks)
+
+
+def train_causal(config: TrainConfig, accelerator: Accelerator):
+    run = Run(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    student = CausalWanTransformer.from_pretrained(Path(config.init) / "transformer")
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
+    student, optimizer = accelerator.prepare(student, optimizer)
+    data = batches(load_clips(config.data), config.batch_size, generator)
+    model = accelerator.unwrap_model(student)
+
+    def step_fn(step):
+        latents, text = next(data)
+        loss = teacher_forced_loss(model, model.encode_text(text), latents, layout_of(config),
+                                   config.anchor == "adaptive", lambda b: sample_sigmas(b, generator))
+        optimise(accelerator, optimizer, loss, student)
+        return {"loss": loss}
+
+    loop(run, accelerator, {"transformer": student}, {"transformer": optimizer}, step_fn)
+
+
+def guided_x0(model, x_t, sigma, text, null_text, guidance: float):
+    """Clean-latent prediction of a bidirectional model, with classifier-free guidance."""
+    t = 1000 * sigma
+    velocity = model(x_t, t, text).sample
+    if guidance != 1.0:
+        unconditional = model(x_t, t, null_text).sample
+        velocity = unconditional + guidance * (velocity - unconditional)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    return x_t - s * velocity
+
+
+def train_dmd(config: TrainConfig, accelerator: Accelerator):
+    run = Run(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    student = CausalWanTransformer.from_pretrained(Path(config.init) / "transformer")
+    teacher = CausalWanTransformer.from_pretrained(Path(config.teacher) / "transformer").eval().requires_grad_(False)
+    fake = copy.deepcopy(teacher).train().requires_grad_(True)
+    student_opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
+    fake_opt = torch.optim.AdamW(fake.parameters(), lr=config.lr, weight_decay=0.0)
+    student, fake, student_opt, fake_opt = accelerator.prepare(student, fake, student_opt, fake_opt)
+    data = batches(load_clips(config.data), config.batch_size, generator)
+    clip = load_clips(config.data)["latents"].shape
+    layout, adaptive = layout_of(config), config.anchor == "adaptive"
+    sigmas = shifted_sigmas()
+    weights = horizon_weights(config.chunks * config.chunk_frames, config.alpha)
+    block_shape = (config.batch_size, clip[1], config.chunk_frames + (1 if adaptive else 0), clip[3], clip[4])
+
+    def rollout(text, step):
+        model = accelerator.unwrap_model(student)
+        return self_forcing_rollout(model, model.encode_text(text), layout, adaptive, config.chunks,
+                                    block_shape, sigmas, seed=config.seed * 1_000_003 + step, generator=generator)
+
+    def step_fn(step):
+        _, text = next(data)
+        null_text = torch.zeros_like(text)
+        losses = {}
+        # fake score: flow matching on the student's current outputs (no student gradients)
+        for _ in range(config.fake_updates):
+            with torch.no_grad():
+                video = rollout(text, step)
+            sigma = sample_sigmas(video.shape[0], generator)
+            noise = torch.randn(video.shape, generator=generator)
+            fake_loss = flow_matching_loss(fake(noised(video, noise, sigma), 1000 * sigma, text).sample, video, noise)
+            optimise(accelerator, fake_opt, fake_loss, fake)
+            losses["fake"] = fake_loss
+        # student: DMD through the whole rollout, horizon weighted
+        video = rollout(text, step)
+        sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98)
+        noise = torch.randn(video.shape, generator=generator)
+        with torch.no_grad():
+            x_t = noised(video, noise, sigma)
+            real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance)
+            fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0)
+        loss = dmd_loss(video, real_x0, fake_x0, weights)
+        optimise(accelerator, student_opt, loss, student)
+        losses["dmd"] = loss
+        return losses
+
+    loop(run, accelerator, {"transformer": student, "fake_score": fake},
+         {"transformer": student_opt, "fake_score": fake_opt}, step_fn)
+
+
+def train(config: TrainConfig):
+    if config.stage not in STAGES:
+        raise ValueError(f"unknown stage {config.stage!r}; choose one of: {', '.join(STAGES)}")
+    if config.anchor not in ("adaptive", "static"):
+        raise ValueError(f"unknown anchor mode {config.anchor!r}")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    {"vae": train_vae, "data": build_data, "teacher": train_teacher, "causal": train_causal,
+     "dmd": train_dmd}[config.stage](config, accelerator)
