@@ -1,4 +1,4 @@
-"""`python -m adastate generate | bench`."""
+"""`python -m adastate generate | train | bench`."""
 
 import argparse
 import json
@@ -72,6 +72,36 @@ def bench(args) -> int:
     return 0
 
 
+def train(args) -> int:
+    from dataclasses import fields
+
+    from .train.recipe import TrainConfig
+    from .train.recipe import train as run_stage
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+              if f.name != "model" and getattr(args, f.name, None) is not None}
+    run_stage(TrainConfig(**values))
+    return 0
+
+
+def add_train_parser(sub):
+    """One flag per TrainConfig field, so the recipe's defaults live in one place."""
+    from dataclasses import MISSING, fields
+
+    from .train.recipe import STAGES, TrainConfig
+
+    t = sub.add_parser("train", help="run one stage of the embedded model's training recipe",
+                       description="Stages, in order: " + ", ".join(STAGES) + ". Each resumes from its last checkpoint.")
+    t.add_argument("stage", choices=STAGES)
+    for f in fields(TrainConfig):
+        if f.name in ("stage", "model"):
+            continue
+        default = None if f.default is MISSING else f.default
+        t.add_argument("--" + f.name.replace("_", "-"), type=type(default) if default is not None else str,
+                       default=None, required=default is None, help=f"default: {default}")
+    t.set_defaults(run=train)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adastate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +121,8 @@ def main(argv=None) -> int:
                    help="denoising timesteps before the shift, decreasing, in (0, 1000]")
     g.add_argument("--device", default=None, help="torch device (default: cpu)")
     g.set_defaults(run=generate)
+
+    add_train_parser(sub)
 
     b = sub.add_parser("bench", help="latency, memory, FLOP/s and frame-rate benchmarks")
     b.add_argument("--long-chunks", type=int, default=500, help="length of the long rollout")
