@@ -32,7 +32,7 @@ def generate(args) -> int:
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"--out must name an .mp4 file, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    backend = load_backend(args.backend, args.checkpoint, args.device)
+    backend = load_backend(args.backend, args.checkpoint, args.device, settings.anchor)
     if backend.notice:
         print(f"note: {backend.notice}", file=sys.stderr)
 
@@ -84,6 +84,22 @@ def train(args) -> int:
     return 0
 
 
+def evaluate(args) -> int:
+    from .backends import load_backend
+    from .evaluate import evaluate as run_evaluation
+    from .evaluate import held_out_prompts, read_prompts
+
+    if args.chunks < 1 or args.chunks > MAX_CHUNKS:
+        raise ValueError(f"--chunks must be from 1 to {MAX_CHUNKS}, got {args.chunks}")
+    prompts = read_prompts(args.prompts) if args.prompts else held_out_prompts(args.count)
+    checkpoints = {"adaptive": args.adaptive_checkpoint, "static": args.static_checkpoint}
+    summary = run_evaluation(lambda mode: load_backend(args.backend, checkpoints[mode], args.device, mode),
+                             prompts, args.seeds, args.chunks, args.horizon, args.out)
+    print(json.dumps(summary["targets"], indent=2))
+    print(f"wrote {Path(args.out) / 'RESULTS.md'}", file=sys.stderr)
+    return 0
+
+
 def add_train_parser(sub):
     """One flag per TrainConfig field, so the recipe's defaults live in one place."""
     from dataclasses import MISSING, fields
@@ -123,6 +139,19 @@ def main(argv=None) -> int:
     g.set_defaults(run=generate)
 
     add_train_parser(sub)
+
+    e = sub.add_parser("eval", help="motion fidelity, identity drift and anchor share of both anchor modes")
+    e.add_argument("--out", required=True, help="folder for summary.json, runs/, per_chunk.png, RESULTS.md")
+    e.add_argument("--prompts", help="JSON list of prompts (default: captions of held-out worlds)")
+    e.add_argument("--count", type=int, default=8, help="how many held-out worlds when --prompts is not given")
+    e.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    e.add_argument("--chunks", type=int, default=16, help="chunks per run (default: 4x the training rollout)")
+    e.add_argument("--horizon", type=int, default=4, help="the training rollout length in chunks")
+    e.add_argument("--backend", default="tiny")
+    e.add_argument("--adaptive-checkpoint", help="weights for adaptive mode (default: the shipped model)")
+    e.add_argument("--static-checkpoint", help="weights for static mode (default: the shipped model)")
+    e.add_argument("--device", default=None)
+    e.set_defaults(run=evaluate)
 
     b = sub.add_parser("bench", help="latency, memory, FLOP/s and frame-rate benchmarks")
     b.add_argument("--long-chunks", type=int, default=500, help="length of the long rollout")

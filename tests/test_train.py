@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from adastate.model import AnchorWindowCache, CacheLayout
+from adastate.model import AnchorWindowCache, CacheLayout, CausalWanTransformer
 from adastate.sampling import denoise_block, shifted_sigmas, write_cache
 from adastate.train.losses import dmd_loss, horizon_weights
 from adastate.train.recipe import TrainConfig, train
@@ -116,3 +116,32 @@ def test_stages_learn_and_resume(clips, tmp_path):
     train(config("dmd", dmd, data=str(clips), init=str(tmp_path / "causal-adaptive"), teacher=str(teacher),
                  steps=6, lr=1e-4, fake_updates=1))
     assert [json.loads(line)["step"] for line in (dmd / "log.jsonl").read_text().splitlines()][-2:] == [5, 6]
+
+    # ship: the student and a VAE in one folder that the tiny backend loads, with a model card
+    vae = tmp_path / "vae"
+    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), size=16, batch_size=2, steps=2,
+                      log_every=1))
+    shipped = tmp_path / "shipped"
+    train(TrainConfig(stage="ship", out=str(shipped), init=str(dmd), vae=str(vae), anchor="adaptive"))
+    card = (shipped / "README.md").read_text()
+    for stage in ("teacher", "causal", "dmd", "vae"):
+        assert f"python -m adastate train {stage}" in card
+    assert (shipped / "loss_curves.png").stat().st_size > 0
+    assert CausalWanTransformer.from_pretrained(shipped / "transformer").config.in_channels == TEST_CONFIG["in_channels"]
+
+
+def test_vae_and_data_stages(tmp_path):
+    vae = tmp_path / "vae"
+    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), size=16, batch_size=4, steps=40,
+                      lr=2e-3, log_every=1, save_every=1000))
+    curve = losses(vae, "l1")
+    assert sum(curve[-5:]) / 5 < 0.8 * sum(curve[:5]) / 5, curve
+    assert len(json.loads((vae / "vae" / "config.json").read_text())["latent_std"]) == TEST_CONFIG["in_channels"]
+
+    data = tmp_path / "data"
+    train(TrainConfig(stage="data", out=str(data), vae=str(vae), clips=3, size=16, chunks=2, chunk_frames=2))
+    clips = load_file(data / "clips.safetensors")
+    # 2 chunks x 2 latent frames of 16 px video at spatial factor 4; MiniLM's 64 token states
+    assert clips["latents"].shape == (3, TEST_CONFIG["in_channels"], 4, 4, 4)
+    assert clips["text"].shape == (3, 64, 384) and clips["text"].abs().sum() > 0
+    assert len(json.loads((data / "captions.json").read_text())) == 3

@@ -10,17 +10,26 @@ from ..text import MiniLMTextEncoder
 from ..vae import TinyVideoVAE
 from . import Backend
 
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 VIDEO_SIZE = 64       # pixels, square
 FPS = 16.0
 SPATIAL_FACTOR = 4
 
 
-def load_tiny(checkpoint=None, device=None) -> Backend:
-    """`checkpoint`: None (random weights until trained ones ship), a diffusers-layout folder
-    holding `transformer/` (and optionally `vae/`), or one `.safetensors` file of transformer weights."""
+def shipped_checkpoint(anchor: str = "adaptive") -> Path | None:
+    """The embedded model trained for `anchor` mode, if this copy of the repository ships it."""
+    path = ASSETS / f"tiny-{anchor}"
+    return path if (path / "transformer").is_dir() else None
+
+
+def load_tiny(checkpoint=None, device=None, anchor: str = "adaptive") -> Backend:
+    """`checkpoint`: None (the shipped model trained for `anchor` mode; random weights if none
+    ships), a diffusers-layout folder holding `transformer/` (and optionally `vae/`), or one
+    `.safetensors` file of transformer weights."""
     device = torch.device(device or "cpu")
     notice = None
     vae = None
+    checkpoint = checkpoint or shipped_checkpoint(anchor)
     if checkpoint is None:
         torch.manual_seed(0)
         transformer = CausalWanTransformer(**TINY_CONFIG)

@@ -8,6 +8,7 @@
              sampling runs on this CPU, and it already teaches the block-causal cache layout)
     dmd      Self-Forcing training: the student rolls out on its own cache, DMD against the teacher
              (real score) and a fake score trained alongside, with horizon weights
+    ship     copy a student (--init) and the VAE (--vae) into --out with a model card
 
 Each stage is a plain loop under `accelerate` (so `accelerate launch` runs it on several GPUs),
 checkpoints every `save_every` steps into its folder, and resumes from the last checkpoint.
@@ -29,7 +30,7 @@ from ..vae import TinyVideoVAE
 from .losses import dmd_loss, flow_matching_loss, horizon_weights, noised
 from .rollout import self_forcing_rollout, teacher_forced_loss
 
-STAGES = ("vae", "data", "teacher", "causal", "dmd")
+STAGES = ("vae", "data", "teacher", "causal", "dmd", "ship")
 
 
 @dataclass
@@ -340,6 +341,9 @@ def train(config: TrainConfig):
         raise ValueError(f"unknown stage {config.stage!r}; choose one of: {', '.join(STAGES)}")
     if config.anchor not in ("adaptive", "static"):
         raise ValueError(f"unknown anchor mode {config.anchor!r}")
+    if config.stage == "ship":
+        from .card import ship
+        return ship(config.init, config.vae, config.out, config.anchor)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     {"vae": train_vae, "data": build_data, "teacher": train_teacher, "causal": train_causal,
      "dmd": train_dmd}[config.stage](config, accelerator)

@@ -1,0 +1,91 @@
+"""Shipping a trained student: weights + VAE into one folder, and a model card that traces every
+stage that produced it (config, exact command, steps, wall-clock, loss curves)."""
+
+import json
+import shutil
+from pathlib import Path
+
+
+def provenance(*run_dirs) -> list[Path]:
+    """The stage folders behind runs, earliest first, following their init/teacher/data/vae links."""
+    chain, todo = [], [Path(d) for d in run_dirs]
+    while todo:
+        folder = todo.pop()
+        if folder in chain or not (folder / "train_config.json").exists():
+            continue
+        chain.append(folder)
+        config = json.loads((folder / "train_config.json").read_text())
+        todo += [Path(config[key]) for key in ("init", "teacher", "data", "vae") if config.get(key)]
+    order = ["vae", "data", "teacher", "causal", "dmd"]
+    return sorted(chain, key=lambda f: order.index(json.loads((f / "train_config.json").read_text())["stage"]))
+
+
+def read_log(folder: Path) -> list[dict]:
+    log = folder / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def wall_clock(log: list[dict]) -> float:
+    """Seconds spent, summed over the segments of a resumed run (its clock restarts at each resume)."""
+    total, last = 0.0, 0.0
+    for record in log:
+        if record["seconds"] < last:
+            total += last
+        last = record["seconds"]
+    return total + last
+
+
+def command_of(config: dict) -> str:
+    from .recipe import TrainConfig
+
+    defaults = TrainConfig(stage=config["stage"], out=config["out"])
+    flags = [f"--{key.replace('_', '-')} {value}" for key, value in config.items()
+             if key not in ("stage", "out", "model") and value != getattr(defaults, key)]
+    return " ".join(["python -m adastate train", config["stage"], "--out", config["out"], *flags])
+
+
+def plot_losses(chain: list[Path], path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(chain), figsize=(3.4 * len(chain), 2.8))
+    for ax, folder in zip(axes if len(chain) > 1 else [axes], chain):
+        log = read_log(folder)
+        for key in ("loss", "dmd", "fake"):
+            points = [(r["step"], r[key]) for r in log if key in r]
+            if points:
+                ax.plot(*zip(*points), label=key)
+        ax.set_title(json.loads((folder / "train_config.json").read_text())["stage"], fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def ship(student_run, vae_run, out, anchor: str):
+    """Copy the student's transformer and the VAE into `out` and write its README.md model card."""
+    out, student_run = Path(out), Path(student_run)
+    for name, source in (("transformer", student_run / "transformer"), ("vae", Path(vae_run) / "vae")):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+        shutil.copytree(source, out / name)
+    chain = provenance(student_run, vae_run)
+    plot_losses(chain, out / "loss_curves.png")
+    lines = [f"# AdaState embedded model — {anchor} anchor", "",
+             f"A {'self-evolving state' if anchor == 'adaptive' else 'static first-frame anchor'} student of Wan 2.1's "
+             "architecture at the tiny CPU size (see `transformer/config.json`), with its small video VAE "
+             "(`vae/`), trained by this repository on its procedural worlds (`adastate/data/worlds.py`) with "
+             "captions encoded by all-MiniLM-L6-v2. Load with `CausalWanTransformer.from_pretrained(folder + "
+             "'/transformer')`, or run `python -m adastate generate --anchor " + anchor + " ...`.", "",
+             "## How it was made", "", "Every stage, in order (each resumes from its own checkpoint):", ""]
+    for folder in chain:
+        config, log = json.loads((folder / "train_config.json").read_text()), read_log(folder)
+        last = log[-1] if log else {}
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "l1", "dmd", "fake"))
+        lines += [f"- **{config['stage']}**: `{command_of(config)}` — {last.get('step', '?')} steps, "
+                  f"{wall_clock(log) / 60:.1f} min wall-clock on 2 CPU cores" + (f"; last logged {losses}" if losses else "")]
+    lines += ["", "![loss curves](loss_curves.png)", ""]
+    (out / "README.md").write_text("\n".join(lines))
