@@ -30,8 +30,9 @@ class Backend:
         return self.vae.config.temporal_factor
 
 
-def load_backend(name: str = "tiny", checkpoint=None, device=None) -> Backend:
+def load_backend(name: str = "tiny", checkpoint=None, device=None, anchor: str = "adaptive") -> Backend:
+    """`anchor` picks the default weights where a backend has one model per anchor mode."""
     if name == "tiny":
         from .tiny import load_tiny
-        return load_tiny(checkpoint, device)
+        return load_tiny(checkpoint, device, anchor)
     raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
