@@ -26,9 +26,9 @@ class MiniLMTextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         path = str(get_model_path())
+        self.device = torch.device(device or "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval().to(device)
-        self.device = device
+        self.model = AutoModel.from_pretrained(path).eval().to(self.device)
 
     @functools.lru_cache(maxsize=64)
     @torch.no_grad()
