@@ -1,0 +1,82 @@
+"""Pictures of what the model carries: the state (or frozen anchor) latent, and per-chunk plots.
+
+The colour projection is a fixed linear map from latent channels to RGB, the same for every
+chunk, session and mode, so a colour means the same thing wherever it appears and a change of
+colour is a change of the state. The "peek" decodes the state latent through the VAE: what the
+state would look like if it were rendered — which it never is.
+"""
+
+import numpy as np
+import torch
+
+PANEL_SIZE = 128  # pixels: state pictures are upscaled (nearest) from the latent grid
+PLOTS = (("motion", "motion (px / frame)"), ("anchor_attention_share", "attention to the anchor slot"),
+         ("state_delta", "anchor change since last chunk"))
+MODE_STYLE = {"adaptive": ("tab:blue", "-"), "static": ("tab:orange", "--")}
+
+
+def projection(channels: int) -> np.ndarray:
+    """A fixed orthonormal map of `channels` latent channels onto 3 colour axes."""
+    basis = np.random.default_rng(20260530).standard_normal((channels, 3))
+    q, _ = np.linalg.qr(basis)
+    return q.T  # [3, channels]
+
+
+def upscale(image: np.ndarray, size: int = PANEL_SIZE) -> np.ndarray:
+    factor = max(1, size // image.shape[0])
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def state_colors(latent: torch.Tensor) -> np.ndarray:
+    """Anchor latent [C, A, h, w] (normalised, ~unit variance) → uint8 RGB [size, size·A, 3];
+    the A anchor frames side by side."""
+    z = latent.float().cpu().numpy()
+    rgb = np.einsum("kc,cahw->ahwk", projection(z.shape[0]), z)
+    rgb = np.clip(0.5 + rgb / 4, 0, 1)  # ±2 standard deviations span the colour range
+    image = (np.concatenate(list(rgb), axis=1) * 255).round().astype(np.uint8)
+    return upscale(image)
+
+
+@torch.no_grad()
+def state_peek(vae, latent: torch.Tensor) -> np.ndarray:
+    """Decode the anchor latent [C, A, h, w] as if it were video; first decoded frame, upscaled."""
+    frames = vae.decode_to_uint8(latent[None].to(vae.device, vae.dtype))
+    return upscale(frames[0])
+
+
+def chunk_plots(records: dict):
+    """Per-chunk curves, one line per mode: `records` maps mode → list of per-chunk dicts with
+    the keys of PLOTS. Returns a matplotlib figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PLOTS), figsize=(10, 2.6))
+    for ax, (key, title) in zip(axes, PLOTS):
+        for mode, rows in records.items():
+            points = [(r["index"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                colour, style = MODE_STYLE.get(mode, ("black", "-"))
+                ax.plot(*zip(*points), style, color=colour, marker="o", markersize=3, label=mode)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("chunk", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(records) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)  # the caller renders it; closing keeps pyplot's global registry empty
+    return fig
+
+
+def summary_rows(records: dict) -> list[list]:
+    """One row per mode: chunks, mean motion, mean anchor share, mean state change, seconds/chunk."""
+    def mean(rows, key):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return round(float(np.mean(values)), 4) if values else None
+
+    return [[mode, len(rows), mean(rows, "motion"), mean(rows, "anchor_attention_share"), mean(rows, "state_delta"),
+             mean(rows, "seconds")] for mode, rows in records.items()]
+
+
+SUMMARY_HEADERS = ["mode", "chunks", "mean motion (px/frame)", "mean anchor share", "mean state change",
+                   "seconds / chunk"]

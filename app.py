@@ -1,0 +1,108 @@
+"""AdaState demo: widgets and wiring only; the logic lives in adastate.demo (tested there)."""
+
+import os
+
+import gradio as gr
+import spaces
+
+from adastate.demo import MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, Backends, compare_updates, generate_updates, plots_of, summary_of
+from adastate.viz import SUMMARY_HEADERS
+
+BACKENDS = Backends()
+EXAMPLES = [
+    ["a slow pan to the right across snowy hills with pine trees", 0, 16, "adaptive"],
+    ["the camera moves left at a rapid pace over desert dunes, passing cacti", 1, 16, "adaptive"],
+    ["flying right over alien valley dotted with glowing crystals, steady motion", 2, 16, "static"],
+]
+EXPLANATION = """
+**AdaState** streams a video chunk by chunk (each chunk: 12 frames). Beside the video you see what
+the model keeps as its scene anchor. In **adaptive** mode that is a hidden *state* the model
+denoises together with every chunk and writes back into its memory; it evolves with the scene and
+is never shown as video. In **static** mode (the Self-Forcing baseline) the anchor is the first
+frame, frozen for ever. The *colours* are a fixed projection of the anchor latent (same colours,
+same state); the *peek* decodes it as if it were video. Plots: motion in the frames, the share of
+attention the new chunk gives the anchor, and how much the anchor changed.
+"""
+
+
+def to_outputs(update, status):
+    return update.segment, update.state, update.peek, plots_of({"": update}), status, update.video
+
+
+@spaces.GPU  # a no-op off ZeroGPU
+def generate(prompt, seed, chunks, anchor, steps, window):
+    try:
+        for update, status in generate_updates(BACKENDS, prompt, seed, chunks, anchor, steps, window):
+            yield to_outputs(update, status)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+@spaces.GPU
+def compare(prompt, seed, chunks, steps, window):
+    try:
+        for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window):
+            a, s = updates["adaptive"], updates["static"]
+            yield (a.segment, a.state, a.peek, s.segment, s.state, s.peek, plots_of(updates),
+                   summary_of(updates), status, a.video, s.video)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+def state_panel(title):
+    with gr.Column(scale=1, min_width=160):
+        colours = gr.Image(label=f"{title}: colour projection", interactive=False, height=160)
+        peek = gr.Image(label=f"{title}: decoded peek (never part of the video)", interactive=False, height=160)
+    return colours, peek
+
+
+with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor") as demo:
+    gr.Markdown("# AdaState: streaming video with a self-evolving anchor")
+    gr.Markdown(EXPLANATION)
+    with gr.Row():
+        prompt = gr.Textbox(label="prompt", value=EXAMPLES[0][0], lines=2, scale=4, max_length=2000)
+        with gr.Column(scale=1):
+            seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
+            chunks = gr.Slider(1, MAX_DEMO_CHUNKS, value=16, step=1, label="chunks")
+    with gr.Accordion("advanced", open=False):
+        steps = gr.Slider(1, MAX_STEPS, value=4, step=1, label="denoising steps per chunk")
+        window = gr.Slider(1, MAX_WINDOW, value=1, step=1, label="rolling window (previous chunks kept)")
+    with gr.Tabs():
+        with gr.Tab("generate", id="generate"):
+            anchor = gr.Radio([("adaptive state", "adaptive"), ("static anchor", "static")], value="adaptive",
+                              label="anchor mode")
+            with gr.Row():
+                run, stop = gr.Button("generate", variant="primary"), gr.Button("stop", variant="stop")
+            with gr.Row():
+                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2)
+                colours, peek = state_panel("anchor")
+            plots = gr.Plot(label="per chunk")
+            status = gr.Markdown()
+            download = gr.File(label="finished video (MP4)")
+        with gr.Tab("compare", id="compare"):
+            with gr.Row():
+                run_both, stop_both = gr.Button("compare both modes", variant="primary"), gr.Button("stop", variant="stop")
+            with gr.Row():
+                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2)
+                colours_a, peek_a = state_panel("state")
+                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2)
+                colours_s, peek_s = state_panel("frozen anchor")
+            plots_both = gr.Plot(label="per chunk, both modes")
+            summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="summary", interactive=False)
+            status_both = gr.Markdown()
+            with gr.Row():
+                download_a, download_s = gr.File(label="adaptive (MP4)"), gr.File(label="static (MP4)")
+    gr.Examples(EXAMPLES, inputs=[prompt, seed, chunks, anchor])
+
+    generating = run.click(generate, [prompt, seed, chunks, anchor, steps, window],
+                           [video, colours, peek, plots, status, download], api_name="generate")
+    comparing = run_both.click(compare, [prompt, seed, chunks, steps, window],
+                               [video_a, colours_a, peek_a, video_s, colours_s, peek_s, plots_both, summary,
+                                status_both, download_a, download_s], api_name="compare")
+    stop.click(None, cancels=[generating])
+    stop_both.click(None, cancels=[comparing])
+
+demo.queue(default_concurrency_limit=int(os.environ.get("ADASTATE_CONCURRENCY", "2")), max_size=32)
+
+if __name__ == "__main__":
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

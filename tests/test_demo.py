@@ -1,0 +1,77 @@
+"""The demo's library side: input checking, the generators behind /generate and /compare, pictures."""
+
+import numpy as np
+import pytest
+import torch
+
+from adastate.demo import Backends, compare_updates, generate_updates, settings_from_inputs, timesteps
+from adastate.video import read_video
+from adastate.viz import chunk_plots, projection, state_colors, state_peek, summary_rows
+
+
+class FixedBackends(Backends):
+    def __init__(self, backend):
+        super().__init__()
+        self.loaded = {"adaptive": backend, "static": backend}
+
+
+def test_settings_from_widget_values():
+    s = settings_from_inputs(3.0, "5", "static", 2, 2)
+    assert (s.seed, s.chunks, s.anchor, s.window_chunks, s.denoising_steps) == (3, 5, "static", 2, (1000.0, 500.0))
+    assert timesteps(4) == (1000.0, 750.0, 500.0, 250.0)
+    for args, message in [((0, 0, "adaptive"), "chunks"), ((0, 10**6, "adaptive"), "chunks"),
+                          ((0, 2.5, "adaptive"), "chunks"), ((-1, 2, "adaptive"), "seed"),
+                          ((0, 2, "sideways"), "anchor"), ((0, 2, "adaptive", 0), "steps"),
+                          ((0, 2, "adaptive", 4, 99), "window"), (("x", 2, "adaptive"), "seed")]:
+        with pytest.raises(ValueError, match=message):
+            settings_from_inputs(*args)
+
+
+def test_generate_streams_chunks_then_the_finished_video(test_backend):
+    updates = list(generate_updates(FixedBackends(test_backend), "hills", 0, 3, "adaptive"))
+    assert len(updates) == 4
+    assert [len(u.records) for u, _ in updates] == [1, 2, 3, 3]
+    assert all(u.video is None for u, _ in updates[:-1]) and updates[-1][0].segment is None
+    assert "chunk 3 / 3" in updates[-1][1] and "done" in updates[-1][1]
+    # the files were removed when the generator finished (the app copies them as they are yielded)
+    assert not any(__import__("os").path.exists(p) for p in [updates[0][0].segment, updates[-1][0].video])
+
+
+def test_cancelled_generation_closes_and_cleans_up(test_backend, tmp_path):
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 50, "static")
+    first, _ = next(updates)
+    segment_frames, _, codec = read_video(first.segment)
+    assert codec == "h264" and segment_frames.shape[0] == 3 * test_backend.frames_per_latent
+    folder = __import__("pathlib").Path(first.segment).parent
+    updates.close()  # what Gradio does when the visitor presses stop
+    assert not folder.exists()
+
+
+def test_compare_steps_both_modes_in_lockstep(test_backend):
+    steps = list(compare_updates(FixedBackends(test_backend), "hills", 1, 2))
+    assert len(steps) == 3
+    for updates, _ in steps[:-1]:
+        assert set(updates) == {"adaptive", "static"}
+        assert len(updates["adaptive"].records) == len(updates["static"].records)
+    last = steps[-1][0]
+    assert last["adaptive"].records[-1]["anchor_attention_share"] != last["static"].records[-1]["anchor_attention_share"]
+    assert [row[0] for row in summary_rows({m: u.records for m, u in last.items()})] == ["adaptive", "static"]
+
+
+def test_state_pictures_are_stable_and_deterministic(test_backend):
+    latent = torch.randn(4, 1, 4, 6, generator=torch.Generator().manual_seed(0))
+    image = state_colors(latent)
+    assert image.dtype == np.uint8 and image.shape[2] == 3 and image.shape[0] >= 4 * 16
+    assert np.array_equal(image, state_colors(latent.clone()))  # same state, same colours
+    assert not np.array_equal(image, state_colors(latent + 0.5))
+    p = projection(8)
+    assert np.allclose(p @ p.T, np.eye(3), atol=1e-6) and np.array_equal(p, projection(8))
+    peek = state_peek(test_backend.vae, latent)
+    assert peek.dtype == np.uint8 and peek.ndim == 3
+
+
+def test_chunk_plots_overlay_modes():
+    rows = [{"index": i, "motion": 0.1 * i, "anchor_attention_share": 0.2, "state_delta": None if i == 0 else 0.3}
+            for i in range(4)]
+    figure = chunk_plots({"adaptive": rows, "static": rows})
+    assert len(figure.axes) == 3 and all(len(ax.lines) == 2 for ax in figure.axes)
