@@ -49,10 +49,11 @@ def compare(prompt, seed, chunks, steps, window):
         raise gr.Error(str(e)) from None
 
 
-def state_panel(title):
+def state_panel(title, elem_id):
     with gr.Column(scale=1, min_width=160):
-        colours = gr.Image(label=f"{title}: colour projection", interactive=False, height=160)
-        peek = gr.Image(label=f"{title}: decoded peek (never part of the video)", interactive=False, height=160)
+        colours = gr.Image(label=f"{title}: colour projection", interactive=False, height=160, elem_id=elem_id)
+        peek = gr.Image(label=f"{title}: decoded peek (never part of the video)", interactive=False, height=160,
+                        elem_id=elem_id + "-peek")
     return colours, peek
 
 
@@ -60,36 +61,38 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
     gr.Markdown("# AdaState: streaming video with a self-evolving anchor")
     gr.Markdown(EXPLANATION)
     with gr.Row():
-        prompt = gr.Textbox(label="prompt", value=EXAMPLES[0][0], lines=2, scale=4, max_length=2000)
+        prompt = gr.Textbox(label="prompt", value=EXAMPLES[0][0], lines=2, scale=4, max_length=2000, elem_id="prompt")
         with gr.Column(scale=1):
             seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
-            chunks = gr.Slider(1, MAX_DEMO_CHUNKS, value=16, step=1, label="chunks")
+            chunks = gr.Slider(1, MAX_DEMO_CHUNKS, value=16, step=1, label="chunks", elem_id="chunks")
     with gr.Accordion("advanced", open=False):
         steps = gr.Slider(1, MAX_STEPS, value=4, step=1, label="denoising steps per chunk")
         window = gr.Slider(1, MAX_WINDOW, value=1, step=1, label="rolling window (previous chunks kept)")
     with gr.Tabs():
-        with gr.Tab("generate", id="generate"):
+        with gr.Tab("generate", id="generate-tab"):
             anchor = gr.Radio([("adaptive state", "adaptive"), ("static anchor", "static")], value="adaptive",
-                              label="anchor mode")
+                              label="anchor mode", elem_id="anchor")
             with gr.Row():
-                run, stop = gr.Button("generate", variant="primary"), gr.Button("stop", variant="stop")
+                run = gr.Button("generate", variant="primary", elem_id="generate")
+                stop = gr.Button("stop", variant="stop", elem_id="stop")
             with gr.Row():
-                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2)
-                colours, peek = state_panel("anchor")
+                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2, elem_id="video")
+                colours, peek = state_panel("anchor", "state")
             plots = gr.Plot(label="per chunk")
-            status = gr.Markdown()
+            status = gr.Markdown(elem_id="status")
             download = gr.File(label="finished video (MP4)")
-        with gr.Tab("compare", id="compare"):
+        with gr.Tab("compare", id="compare-tab"):
             with gr.Row():
-                run_both, stop_both = gr.Button("compare both modes", variant="primary"), gr.Button("stop", variant="stop")
+                run_both = gr.Button("compare both modes", variant="primary", elem_id="compare")
+                stop_both = gr.Button("stop", variant="stop", elem_id="stop-compare")
             with gr.Row():
-                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2)
-                colours_a, peek_a = state_panel("state")
-                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2)
-                colours_s, peek_s = state_panel("frozen anchor")
+                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2, elem_id="video-adaptive")
+                colours_a, peek_a = state_panel("state", "state-adaptive")
+                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2, elem_id="video-static")
+                colours_s, peek_s = state_panel("frozen anchor", "state-static")
             plots_both = gr.Plot(label="per chunk, both modes")
             summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="summary", interactive=False)
-            status_both = gr.Markdown()
+            status_both = gr.Markdown(elem_id="status-compare")
             with gr.Row():
                 download_a, download_s = gr.File(label="adaptive (MP4)"), gr.File(label="static (MP4)")
     gr.Examples(EXAMPLES, inputs=[prompt, seed, chunks, anchor])

@@ -1,3 +1,4 @@
+import socket
 import sys
 from pathlib import Path
 
@@ -37,3 +38,16 @@ def test_backend(test_model):
     vae = TinyVideoVAE(latent_channels=4, temporal_factor=2, spatial_factor=2, hidden_channels=8).eval()
     return Backend(name="test", transformer=test_model, vae=vae, encode_prompt=prompt_states,
                    latent_height=4, latent_width=6, fps=8.0)
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """The demo app served on a free localhost port for the whole test session."""
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()

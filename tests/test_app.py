@@ -1,6 +1,5 @@
 """The app over HTTP, as gradio_client (and so any script) uses it: named endpoints that stream."""
 
-import socket
 import threading
 
 import numpy as np
@@ -12,20 +11,9 @@ from adastate.video import read_video
 PROMPT = "a slow pan to the right across snowy hills with pine trees"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def url():
-    import app
-
-    port = free_port()
-    app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    app.demo.close()
+@pytest.fixture
+def url(app_url):
+    return app_url
 
 
 def final_video(outputs) -> np.ndarray:
