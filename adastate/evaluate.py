@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .data import SPEEDS, World, caption, sample_world_spec
 from .metrics import identity_drift, motion_magnitude
@@ -46,11 +47,20 @@ def requested_speed(entry: dict) -> float | None:
     return SPEEDS[words[0]] if words else None
 
 
-def ground_truth_drift(entry: dict, chunks: int, frames_per_chunk: int) -> list | None:
+def ground_truth(entry: dict, backend, chunks: int, frames_per_chunk: int) -> dict | None:
+    """The world's own video: its identity drift per chunk, and the motion fidelity it keeps after
+    a round trip through the backend's VAE (what a perfect generator could reach through it)."""
     if "world" not in entry:
         return None
-    video = World(sample_world_spec(int(entry["world"]))).render(0, chunks * frames_per_chunk)
-    return identity_drift(np.split(video, chunks))
+    world = World(sample_world_spec(int(entry["world"])))
+    video = world.render(0, chunks * frames_per_chunk)
+    pixels = torch.from_numpy(video).permute(3, 0, 1, 2).float()[None] / 127.5 - 1
+    with torch.no_grad():
+        latents = backend.vae.encode(pixels.to(backend.device, backend.dtype))
+    decoded = backend.vae.decode_to_uint8(latents)
+    speed = world.spec.camera_speed
+    return {"drift": identity_drift(np.split(video, chunks)),
+            "vae_motion_fidelity": [motion_magnitude(c) / speed for c in np.split(decoded, chunks)]}
 
 
 def evaluate_run(backend, entry: dict, settings: StreamSettings) -> list[dict]:
@@ -85,7 +95,7 @@ def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: 
                 frames_per_chunk = records[0]["frames"]
                 run = {"mode": mode, "prompt": entry["prompt"], "world": entry.get("world"), "seed": seed,
                        "requested_speed": requested_speed(entry), "chunks": records,
-                       "ground_truth_drift": ground_truth_drift(entry, chunks, frames_per_chunk)}
+                       "ground_truth": ground_truth(entry, backend, chunks, frames_per_chunk)}
                 (out / "runs" / f"{mode}-p{p}-s{seed}.json").write_text(json.dumps(run, indent=1))
                 runs.append(run)
         per_mode[mode] = {"runs": runs, "notice": backend.notice}
@@ -108,8 +118,8 @@ def summarise(per_mode: dict, chunks: int, horizon: int) -> dict:
         runs = data["runs"]
         curves = {key: per_chunk_mean(runs, key, chunks)
                   for key in ("motion_fidelity", "motion", "identity_drift", "anchor_attention_share", "state_delta")}
-        curves["ground_truth_drift"] = [mean(r["ground_truth_drift"][i] for r in runs if r["ground_truth_drift"])
-                                        for i in range(chunks)]
+        for key, name in (("drift", "ground_truth_drift"), ("vae_motion_fidelity", "ground_truth_vae_motion_fidelity")):
+            curves[name] = [mean(r["ground_truth"][key][i] for r in runs if r["ground_truth"]) for i in range(chunks)]
         past = slice(horizon, chunks)
         summary["modes"][mode] = {
             "runs": len(runs), "notice": data["notice"], "per_chunk": curves,
@@ -117,6 +127,7 @@ def summarise(per_mode: dict, chunks: int, horizon: int) -> dict:
             "motion_fidelity_last_chunk": curves["motion_fidelity"][-1],
             "identity_drift_past_horizon": mean(curves["identity_drift"][past]),
             "ground_truth_drift_past_horizon": mean(curves["ground_truth_drift"][past]),
+            "ground_truth_vae_motion_fidelity": mean(curves["ground_truth_vae_motion_fidelity"]),
             "anchor_attention_share": mean(curves["anchor_attention_share"][1:]),
         }
     a, s = summary["modes"]["adaptive"], summary["modes"]["static"]
@@ -165,6 +176,7 @@ def markdown(summary: dict) -> str:
             ("motion fidelity at the last chunk", "motion_fidelity_last_chunk"),
             ("identity drift past the horizon", "identity_drift_past_horizon"),
             ("ground-truth drift past the horizon", "ground_truth_drift_past_horizon"),
+            ("ground truth through the VAE: motion fidelity", "ground_truth_vae_motion_fidelity"),
             ("anchor attention share", "anchor_attention_share")]
     lines = [f"{summary['chunks']} chunks per run, training horizon {summary['training_horizon']} chunks, "
              f"{a['runs']} runs per mode.", "", "| | adaptive state | static anchor |", "| --- | --- | --- |"]
