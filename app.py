@@ -5,6 +5,7 @@ import os
 import gradio as gr
 import spaces
 
+from adastate.backends.wan import gpu_duration
 from adastate.demo import MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, Backends, compare_updates, generate_updates, plots_of, summary_of
 from adastate.viz import SUMMARY_HEADERS
 
@@ -29,7 +30,7 @@ def to_outputs(update, status):
     return update.segment, update.state, update.peek, plots_of({"": update}), status, update.video
 
 
-@spaces.GPU  # a no-op off ZeroGPU
+@spaces.GPU(duration=lambda prompt, seed, chunks, *rest: gpu_duration(int(chunks)))  # a no-op off ZeroGPU
 def generate(prompt, seed, chunks, anchor, steps, window):
     try:
         for update, status in generate_updates(BACKENDS, prompt, seed, chunks, anchor, steps, window):
@@ -38,7 +39,7 @@ def generate(prompt, seed, chunks, anchor, steps, window):
         raise gr.Error(str(e)) from None
 
 
-@spaces.GPU
+@spaces.GPU(duration=lambda prompt, seed, chunks, *rest: 2 * gpu_duration(int(chunks)))
 def compare(prompt, seed, chunks, steps, window):
     try:
         for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window):

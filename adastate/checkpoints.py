@@ -54,9 +54,9 @@ def load_state_dict(path) -> dict:
         raise CheckpointError(f"{path} is a corrupt safetensors file: {e}") from None
 
 
-def load_into(model, path):
-    """Load a safetensors state dict into `model`, strictly, naming what does not match."""
-    state = load_state_dict(path)
+def check_state_dict(model, state: dict, source):
+    """Raise CheckpointError naming the keys of `state` that do not fit `model` (missing,
+    unexpected, wrong shape)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -64,7 +64,13 @@ def load_into(model, path):
     if missing or unexpected or wrong:
         parts = [f"{label}: {', '.join(keys[:4])}{' …' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise CheckpointError(f"{path} does not match the model's configuration ({'; '.join(parts)})")
+        raise CheckpointError(f"{source} does not match the model's configuration ({'; '.join(parts)})")
+
+
+def load_into(model, path):
+    """Load a safetensors state dict into `model`, strictly, naming what does not match."""
+    state = load_state_dict(path)
+    check_state_dict(model, state, path)
     model.load_state_dict(state)
     return model
 

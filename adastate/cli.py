@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from .backends import BACKENDS
 from .stream import ANCHOR_MODES, MAX_CHUNKS
 
 
@@ -130,12 +131,13 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, help="output .mp4 (H.264)")
     g.add_argument("--stats-out", help="per-chunk statistics as JSON")
-    g.add_argument("--backend", default="tiny")
-    g.add_argument("--checkpoint", help="weights: a diffusers-layout folder or a .safetensors file")
+    g.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="tiny: the embedded CPU model; wan: Wan 2.1 on a GPU (default: $ADASTATE_BACKEND, else tiny)")
+    g.add_argument("--checkpoint", help="weights: a diffusers-layout folder, a .safetensors file, or (wan) a Hub repo id")
     g.add_argument("--window", type=int, default=1, help="previous chunks kept in the rolling window")
     g.add_argument("--steps", type=int, nargs="+", default=[1000, 750, 500, 250],
                    help="denoising timesteps before the shift, decreasing, in (0, 1000]")
-    g.add_argument("--device", default=None, help="torch device (default: cpu)")
+    g.add_argument("--device", default=None, help="torch device (default: cpu for tiny, cuda for wan)")
     g.set_defaults(run=generate)
 
     add_train_parser(sub)
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     e.add_argument("--chunks", type=int, default=16, help="chunks per run (default: 4x the training rollout)")
     e.add_argument("--horizon", type=int, default=4, help="the training rollout length in chunks")
-    e.add_argument("--backend", default="tiny")
+    e.add_argument("--backend", choices=BACKENDS, default=None)
     e.add_argument("--adaptive-checkpoint", help="weights for adaptive mode (default: the shipped model)")
     e.add_argument("--static-checkpoint", help="weights for static mode (default: the shipped model)")
     e.add_argument("--device", default=None)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import load_backend
+from .backends import load_backend_or_fallback
 from .metrics import motion_magnitude
 from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
 from .text import check_prompt
@@ -64,11 +64,9 @@ class Backends:
     def get(self, anchor: str):
         with self.lock:
             if anchor not in self.loaded:
-                try:
-                    backend = load_backend(self.name, self.checkpoint, None, anchor)
-                except ValueError as e:  # no GPU, no Hub, a bad checkpoint: keep serving the embedded model
-                    backend = load_backend("tiny", None, None, anchor)
-                    backend.notice = f"the {self.name} backend is unavailable ({e}); showing the embedded model"
+                # no GPU, no Hub, a bad checkpoint: keep serving, with the embedded model and a notice
+                backend, notice = load_backend_or_fallback(self.name, self.checkpoint, None, anchor)
+                backend.notice = notice
                 self.loaded[anchor] = backend
             return self.loaded[anchor]
 

@@ -90,6 +90,9 @@ class ChunkStream:
         self.state_frames = settings.state_frames if settings.anchor == "adaptive" else 0
         self.block_shape = (1, backend.latent_channels, self.state_frames + settings.chunk_frames,
                             backend.latent_height, backend.latent_width)
+        # a decoder of this stream's own: a causal VAE (Wan's) carries a cache from chunk to chunk
+        open_stream = getattr(backend.vae, "open_stream", None)
+        self.decoder = open_stream() if open_stream else backend.vae
         self.index = 0
         self.anchor_latent = None
 
@@ -112,7 +115,7 @@ class ChunkStream:
         write_cache(model, self.text_kv, cache, block)
         written = time.perf_counter()
         content = block[:, :, self.state_frames:]
-        frames = backend.vae.decode_to_uint8(content)  # the state is never decoded
+        frames = self.decoder.decode_to_uint8(content)  # the state is never decoded
         decoded = time.perf_counter()
 
         previous = self.anchor_latent

@@ -1,11 +1,17 @@
 """Backends: everything a stream needs to turn a prompt into frames on one kind of hardware."""
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-BACKENDS = ("tiny",)
+BACKENDS = ("tiny", "wan")
+DEFAULT_BACKEND_ENV = "ADASTATE_BACKEND"  # picks the backend when none is named
+
+
+class BackendUnavailable(ValueError):
+    """This backend cannot run here (no GPU, Hub unreachable, ...): fall back to another one."""
 
 
 @dataclass
@@ -20,6 +26,7 @@ class Backend:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     notice: str | None = None             # shown to users, e.g. "randomly initialised weights"
+    anchor_labels: dict = field(default_factory=dict)  # anchor mode -> what it means with these weights
 
     @property
     def latent_channels(self) -> int:
@@ -30,9 +37,36 @@ class Backend:
         return self.vae.config.temporal_factor
 
 
-def load_backend(name: str = "tiny", checkpoint=None, device=None, anchor: str = "adaptive") -> Backend:
-    """`anchor` picks the default weights where a backend has one model per anchor mode."""
+def load_backend(name: str | None = None, checkpoint=None, device=None, anchor: str = "adaptive") -> Backend:
+    """`anchor` picks the default weights where a backend has one model per anchor mode.
+    `name` None: $ADASTATE_BACKEND, else "tiny"."""
+    name = name or os.environ.get(DEFAULT_BACKEND_ENV) or "tiny"
     if name == "tiny":
         from .tiny import load_tiny
         return load_tiny(checkpoint, device, anchor)
+    if name == "wan":
+        from .wan import load_wan
+        return load_wan(checkpoint, device, anchor)
     raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def load_backend_or_fallback(name: str | None = None, checkpoint=None, device=None,
+                             anchor: str = "adaptive") -> tuple[Backend, str | None]:
+    """The requested backend, or the embedded one if the requested one cannot run here.
+
+    Returns (backend, notice); the notice says why a fallback happened (or repeats the backend's
+    own notice). A checkpoint that cannot be used (CheckpointError) also falls back, so a Space
+    stays up; the CLI uses `load_backend` and reports such errors instead.
+    """
+    from ..checkpoints import CheckpointError
+
+    name = name or os.environ.get(DEFAULT_BACKEND_ENV) or "tiny"
+    try:
+        backend = load_backend(name, checkpoint, device, anchor)
+        return backend, backend.notice
+    except (BackendUnavailable, CheckpointError) as e:
+        if name == "tiny":
+            raise
+        backend = load_backend("tiny", None, "cpu", anchor)
+        notice = f"the {name} backend is unavailable ({e}); running the embedded CPU model instead"
+        return backend, notice + (f"; {backend.notice}" if backend.notice else "")
