@@ -27,7 +27,7 @@ attention the new chunk gives the anchor, and how much the anchor changed.
 
 
 def to_outputs(update, status):
-    return update.segment, update.state, update.peek, plots_of({"": update}), status, update.video
+    return update.segment, update.state, update.peek, plots_of({update.mode: update}), status, update.video
 
 
 @spaces.GPU(duration=lambda prompt, seed, chunks, *rest: gpu_duration(int(chunks)))  # a no-op off ZeroGPU
@@ -77,7 +77,8 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
                 run = gr.Button("generate", variant="primary", elem_id="generate")
                 stop = gr.Button("stop", variant="stop", elem_id="stop")
             with gr.Row():
-                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2, elem_id="video")
+                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2, height=360,
+                                 elem_id="video")
                 colours, peek = state_panel("anchor", "state")
             plots = gr.Plot(label="per chunk")
             status = gr.Markdown(elem_id="status")
@@ -87,9 +88,11 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
                 run_both = gr.Button("compare both modes", variant="primary", elem_id="compare")
                 stop_both = gr.Button("stop", variant="stop", elem_id="stop-compare")
             with gr.Row():
-                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2, elem_id="video-adaptive")
+                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2, height=300,
+                                   elem_id="video-adaptive")
                 colours_a, peek_a = state_panel("state", "state-adaptive")
-                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2, elem_id="video-static")
+                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2, height=300,
+                                   elem_id="video-static")
                 colours_s, peek_s = state_panel("frozen anchor", "state-static")
             plots_both = gr.Plot(label="per chunk, both modes")
             summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="summary", interactive=False)

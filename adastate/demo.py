@@ -79,6 +79,7 @@ class Update:
     peek: np.ndarray                    # the anchor latent decoded as if it were video (it never is)
     records: list = field(default_factory=list)  # per-chunk statistics so far
     video: str | None = None            # the whole video, once finished
+    mode: str = "adaptive"
 
 
 class Session:
@@ -99,7 +100,7 @@ class Session:
         self.video.write(result.frames)
         self.records.append({**result.record(), "motion": motion_magnitude(result.frames)})
         return Update(str(segment), state_colors(result.anchor_latent),
-                      state_peek(self.backend.vae, result.anchor_latent), list(self.records))
+                      state_peek(self.backend.vae, result.anchor_latent), list(self.records), mode=self.mode)
 
     def finish(self) -> str:
         self.video.close()
