@@ -19,16 +19,16 @@ def _describe_non_safetensors(head: bytes) -> str:
     return "it does not start with a safetensors header"
 
 
-def check_safetensors(path) -> Path:
+def check_safetensors(path, what: str = "checkpoint") -> Path:
     """Return `path` if it is a readable safetensors file, else raise CheckpointError.
 
     Pickles are refused outright: unpickling runs arbitrary code, and weights never need it.
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file")
+        raise CheckpointError(f"{what} {path} is not a file")
     with open(path, "rb") as f:
         head = f.read(9)
     size = path.stat().st_size
@@ -36,7 +36,7 @@ def check_safetensors(path) -> Path:
     if len(head) < 9 or head[8:9] != b"{" or header_len + 8 > size:
         raise CheckpointError(
             f"{path} is not a safetensors file ({_describe_non_safetensors(head)}); "
-            "AdaState only loads safetensors weights")
+            "AdaState only loads safetensors files")
     try:
         with open(path, "rb") as f:
             f.seek(8)
@@ -46,8 +46,8 @@ def check_safetensors(path) -> Path:
     return path
 
 
-def load_state_dict(path) -> dict:
-    path = check_safetensors(path)
+def load_state_dict(path, what: str = "checkpoint") -> dict:
+    path = check_safetensors(path, what)
     try:
         return load_file(str(path))
     except Exception as e:  # truncated data, bad offsets: safetensors raises its own types

@@ -18,35 +18,69 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def parse_prompt_at(values) -> dict:
+    """["8:a desert at dusk", ...] → {8: "a desert at dusk", ...}"""
+    schedule = {}
+    for value in values or []:
+        chunk, sep, text = value.partition(":")
+        if not sep or not chunk.strip().isdigit():
+            raise ValueError(f"--prompt-at wants CHUNK:TEXT with a chunk index ≥ 0, got {value!r}")
+        schedule[int(chunk)] = text
+    return schedule
+
+
 def generate(args) -> int:
     from tqdm import tqdm
 
     from .backends import load_backend
+    from .scene import read_scene, resume_stream, save_scene, snapshot
     from .stream import ChunkStream, StreamSettings
     from .text import check_prompt
     from .video import Mp4Writer
 
-    settings = StreamSettings(anchor=args.anchor, chunks=args.chunks, seed=args.seed,
-                              window_chunks=args.window, denoising_steps=tuple(args.steps)).check()
-    prompt = check_prompt(args.prompt)
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise ValueError(f"--out must name an .mp4 file, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    backend = load_backend(args.backend, args.checkpoint, args.device, settings.anchor)
+    if args.save_scene and Path(args.save_scene).suffix != ".safetensors":
+        raise ValueError(f"--save-scene must name a .safetensors file, got {args.save_scene}")
+    options = {"prompt_schedule": parse_prompt_at(args.prompt_at), "recache_on_switch": args.recache_on_switch}
+    if args.resume:
+        scene = read_scene(args.resume)
+        if args.anchor and args.anchor != scene.anchor:
+            raise ValueError(f"the scene was made in {scene.anchor} mode; drop --anchor or use {scene.anchor}")
+        StreamSettings(chunks=args.chunks).check()
+        backend = load_backend(args.backend, args.checkpoint, args.device, scene.anchor)
+        chunks = resume_stream(backend, scene, args.chunks, check_prompt(args.prompt) if args.prompt else None,
+                               args.state_only, args.seed, **options)
+    else:
+        if args.state_only:
+            raise ValueError("--state-only needs --resume FILE (the scene whose state to carry over)")
+        if args.prompt is None:
+            raise ValueError("--prompt is required (unless --resume continues a saved scene)")
+        settings = StreamSettings(anchor=args.anchor or "adaptive", chunks=args.chunks,
+                                  seed=0 if args.seed is None else args.seed, window_chunks=args.window,
+                                  denoising_steps=tuple(args.steps)).check()
+        prompt = check_prompt(args.prompt)
+        backend = load_backend(args.backend, args.checkpoint, args.device, settings.anchor)
+        chunks = ChunkStream(backend, prompt, settings, **options)
     if backend.notice:
         print(f"note: {backend.notice}", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
 
-    chunks = ChunkStream(backend, prompt, settings)
-    config = {"prompt": prompt, "anchor": settings.anchor, "chunks": settings.chunks, "seed": settings.seed,
-              "backend": backend.name, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+    settings = chunks.settings
+    config = {"prompt": chunks.prompt, "anchor": settings.anchor, "chunks": settings.chunks - chunks.index,
+              "first_chunk": chunks.index, "seed": settings.seed, "backend": backend.name,
+              "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+              "resumed_from": str(args.resume) if args.resume else None, "state_only": args.state_only,
+              "prompt_at": {str(k): v for k, v in options["prompt_schedule"].items()},
+              "recache_on_switch": args.recache_on_switch,
               "notice": backend.notice, "chunk_frames": settings.chunk_frames,
               "state_frames": settings.state_frames, "window_chunks": settings.window_chunks,
               "denoising_steps": list(settings.denoising_steps), "shift": settings.shift, "fps": backend.fps,
               "frames_per_chunk": settings.chunk_frames * backend.frames_per_latent,
               "model": dict(backend.transformer.config)}
     records, interrupted = [], False
-    bar = tqdm(total=settings.chunks, unit="chunk", file=sys.stderr, disable=None)
+    bar = tqdm(total=settings.chunks - chunks.index, unit="chunk", file=sys.stderr, disable=None)
     try:
         with Mp4Writer(out, backend.fps) as video:
             for result in chunks:
@@ -59,7 +93,10 @@ def generate(args) -> int:
         bar.close()
         if args.stats_out:
             write_json(args.stats_out, {"config": config, "chunks": records, "interrupted": interrupted})
-    print(f"{'interrupted after' if interrupted else 'wrote'} {len(records)} chunks → {out}", file=sys.stderr)
+        if args.save_scene and records:  # also after Ctrl-C: the scene as far as it got
+            save_scene(snapshot(chunks), args.save_scene)
+    print(f"{'interrupted after' if interrupted else 'wrote'} {len(records)} chunks → {out}"
+          + (f"; scene → {args.save_scene}" if args.save_scene and records else ""), file=sys.stderr)
     return 130 if interrupted else 0
 
 
@@ -124,11 +161,19 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="stream a video to an MP4 file")
-    g.add_argument("--prompt", required=True)
-    g.add_argument("--anchor", choices=ANCHOR_MODES, default="adaptive",
-                   help="adaptive: self-evolving state; static: first frame frozen as the anchor")
+    g.add_argument("--prompt", help="what to generate (with --resume: switch to this prompt)")
+    g.add_argument("--anchor", choices=ANCHOR_MODES, default=None,
+                   help="adaptive (default): self-evolving state; static: first frame frozen as the anchor")
     g.add_argument("--chunks", type=int, default=8, help=f"chunks to generate (1 to {MAX_CHUNKS})")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None, help="default 0 (with --resume: the scene's seed)")
+    g.add_argument("--prompt-at", action="append", metavar="CHUNK:TEXT",
+                   help="switch to TEXT from chunk CHUNK on (repeatable); the state and window carry the scene")
+    g.add_argument("--recache-on-switch", action="store_true",
+                   help="at a switch, also rewrite the window's cache under the new prompt (LongLive)")
+    g.add_argument("--save-scene", metavar="FILE", help="after the last chunk, save the scene (.safetensors)")
+    g.add_argument("--resume", metavar="FILE", help="continue a saved scene for --chunks more chunks")
+    g.add_argument("--state-only", action="store_true",
+                   help="with --resume: a new video under --prompt from the scene's state alone (window empty)")
     g.add_argument("--out", required=True, help="output .mp4 (H.264)")
     g.add_argument("--stats-out", help="per-chunk statistics as JSON")
     g.add_argument("--backend", choices=BACKENDS, default=None,

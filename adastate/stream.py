@@ -3,9 +3,15 @@
 adaptive: every block is [S_i | X_i]; the clean state S_i replaces the anchor slot, X_i enters
           the window. S_i is never decoded.
 static:   every block is X_i; the first frame(s) of X_0 fill the anchor slot once, for good.
+
+The prompt can change between chunks (`switch_prompt`): cross-attention keys/values are
+computed once for the new prompt, and the anchor slot and window carry the scene across. With
+`recache`, the window's keys/values are also rewritten under the new prompt (LongLive's
+re-cache), so the context stops speaking for the old prompt at once.
 """
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,13 +68,16 @@ class ChunkResult:
     anchor_latent: torch.Tensor    # what the anchor slot holds now [C, A, h, w]: the state, or the frozen frame
     anchor_attention_share: float  # mean attention content queries gave the anchor slot (0 while it is empty)
     state_delta: float | None      # relative L2 change of the anchor latent since the last chunk
-    seconds: dict = field(default_factory=dict)  # denoise, cache_write, decode, total
+    seconds: dict = field(default_factory=dict)  # [switch,] denoise, cache_write, decode, total
+    prompt: str = ""               # the prompt in force for this chunk
+    switched: bool = False         # the prompt changed right before this chunk
 
     def record(self) -> dict:
         """The JSON-ready per-chunk statistics."""
         return {"index": self.index, "anchor_attention_share": self.anchor_attention_share,
                 "state_delta": self.state_delta, "seconds": self.seconds["total"],
-                "timings": self.seconds, "frames": int(self.frames.shape[0])}
+                "timings": self.seconds, "frames": int(self.frames.shape[0]), "prompt": self.prompt,
+                "switched": self.switched}
 
 
 def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
@@ -78,14 +87,18 @@ def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
 class ChunkStream:
     """Iterates the recurrence chunk by chunk; holds the prompt's cross-attention K/V and the cache."""
 
-    def __init__(self, backend, prompt: str, settings: StreamSettings):
+    def __init__(self, backend, prompt: str, settings: StreamSettings, prompt_schedule: dict | None = None,
+                 recache_on_switch: bool = False):
+        """`prompt_schedule` {chunk index: prompt} switches prompts at those chunks; the default
+        of `switch_prompt`'s `recache` is `recache_on_switch`."""
         self.backend, self.settings = backend, settings.check()
-        model = backend.transformer
-        with torch.no_grad():
-            self.text_kv = model.encode_text(
-                backend.encode_prompt(check_prompt(prompt)).to(backend.device, backend.dtype))
+        self.prompt = check_prompt(prompt)
+        self.text_kv = self._encode(self.prompt)
+        self.prompt_schedule = {int(k): check_prompt(v) for k, v in (prompt_schedule or {}).items()}
+        self.recache_on_switch = recache_on_switch
+        self._pending_switch = None
         self.sigmas = shifted_sigmas(settings.denoising_steps, settings.shift)
-        self.cache = AnchorWindowCache.for_model(model, settings.layout, backend.latent_height, backend.latent_width,
+        self.cache = AnchorWindowCache.for_model(backend.transformer, settings.layout, backend.latent_height, backend.latent_width,
                                                  backend.device)
         self.state_frames = settings.state_frames if settings.anchor == "adaptive" else 0
         self.block_shape = (1, backend.latent_channels, self.state_frames + settings.chunk_frames,
@@ -95,16 +108,45 @@ class ChunkStream:
         self.decoder = open_stream() if open_stream else backend.vae
         self.index = 0
         self.anchor_latent = None
+        self.window_latents = deque(maxlen=settings.window_chunks)  # clean content of the window, for re-caching
 
     def __iter__(self):
         while self.index < self.settings.chunks:
             yield self.next_chunk()
 
     @torch.no_grad()
+    def _encode(self, prompt: str):
+        """The prompt's cross-attention keys/values for every layer, computed once."""
+        backend = self.backend
+        return backend.transformer.encode_text(backend.encode_prompt(prompt).to(backend.device, backend.dtype))
+
+    def switch_prompt(self, prompt: str, recache: bool | None = None):
+        """Use `prompt` from the next chunk on (safe to call from another thread while streaming)."""
+        self._pending_switch = (check_prompt(prompt), self.recache_on_switch if recache is None else recache)
+
+    @torch.no_grad()
+    def _apply_switch(self, prompt: str, recache: bool):
+        self.prompt, self.text_kv = prompt, self._encode(prompt)
+        if recache and self.window_latents:
+            # rewrite the window oldest first, each chunk attending to the anchor slot and the
+            # chunks already rewritten, as it did when it was generated; the anchor slot stays
+            self.cache.clear_window()
+            for latents in self.window_latents:
+                self.cache.begin_block(0)
+                write_cache(self.backend.transformer, self.text_kv, self.cache, latents)
+
+    @torch.no_grad()
     def next_chunk(self) -> ChunkResult:
         backend, cache, settings = self.backend, self.cache, self.settings
         model = backend.transformer
         started = time.perf_counter()
+        if self.index in self.prompt_schedule and self.prompt_schedule[self.index] != self.prompt:
+            self.switch_prompt(self.prompt_schedule[self.index])
+        switch, self._pending_switch = self._pending_switch, None
+        switching = switch is not None and switch[0] != self.prompt
+        if switching:
+            self._apply_switch(*switch)
+        switched = time.perf_counter()
         cache.begin_block(self.state_frames)
         cache.measure_anchor_share = settings.measure_anchor_share
         block = denoise_block(model, self.text_kv, cache, self.block_shape, self.sigmas, settings.seed, self.index,
@@ -115,6 +157,7 @@ class ChunkStream:
         write_cache(model, self.text_kv, cache, block)
         written = time.perf_counter()
         content = block[:, :, self.state_frames:]
+        self.window_latents.append(content)
         frames = self.decoder.decode_to_uint8(content)  # the state is never decoded
         decoded = time.perf_counter()
 
@@ -127,8 +170,9 @@ class ChunkStream:
             index=self.index, latents=content[0].cpu(), frames=frames, anchor_latent=self.anchor_latent,
             anchor_attention_share=share,
             state_delta=None if previous is None else relative_change(self.anchor_latent, previous),
-            seconds={"denoise": denoised - started, "cache_write": written - denoised,
-                     "decode": decoded - written, "total": decoded - started})
+            seconds={"switch": switched - started, "denoise": denoised - switched, "cache_write": written - denoised,
+                     "decode": decoded - written, "total": decoded - started},
+            prompt=self.prompt, switched=switching)
         self.index += 1
         return result
 

@@ -233,6 +233,21 @@ def test_interleaved_streams_each_keep_their_own_decode_cache(checkpoints):
     assert all(np.array_equal(x.frames, y.frames) for x, y in zip(alone, side_by_side))
 
 
+@pytest.mark.parametrize("anchor", ["adaptive", "static"])
+def test_a_saved_scene_resumes_with_the_decoders_causal_cache(checkpoints, tmp_path, anchor):
+    from adastate.scene import read_scene, resume_stream, save_scene, snapshot
+
+    backend = load_backend("wan", checkpoints[0], "cpu", anchor)
+    whole = stream_frames(backend, anchor, chunks=3)
+    first = ChunkStream(backend, PROMPT, StreamSettings(anchor=anchor, chunks=2, seed=3))
+    head = list(first)
+    scene = read_scene(save_scene(snapshot(first), tmp_path / "scene.safetensors"))
+    assert scene.meta["decoder"]["frames"] == 2 * 3  # latent frames the decoder has seen
+    tail = list(resume_stream(backend, scene, 1))
+    assert [r.frames.shape[0] for r in head + tail] == [9, 12, 12]
+    assert all(np.array_equal(x.frames, y.frames) for x, y in zip(whole, head + tail))
+
+
 def test_marker_file_labels_a_folder(checkpoints, tmp_path):
     folder = shutil.copytree(checkpoints[0], tmp_path / "self_forcing")
     (folder / "adastate.json").write_text(json.dumps({"anchor": "static"}))

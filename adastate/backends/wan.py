@@ -344,6 +344,26 @@ class WanStreamDecoder:
         """Latents [1, C, f, h, w] → the next RGB frames, uint8 [T, H, W, 3]."""
         return to_uint8(self.decode(latents)[0])
 
+    def state(self) -> tuple[dict, dict]:
+        """(JSON-ready description, CPU tensors by name): what a scene file needs to continue
+        this decoder. Cache slots hold a tensor, nothing, or diffusers' "Rep" marker."""
+        kinds, tensors = [], {}
+        for i, entry in enumerate(self.cache):
+            if isinstance(entry, torch.Tensor):
+                kinds.append("tensor")
+                tensors[str(i)] = entry.detach().cpu().contiguous()
+            else:
+                kinds.append(entry)  # None or "Rep"
+        return {"frames": self.frames, "slots": kinds}, tensors
+
+    def load_state(self, description: dict, tensors: dict, device=None):
+        if len(description["slots"]) != len(self.cache):
+            raise ValueError(f"the scene's decoder has {len(description['slots'])} cache slots, this VAE "
+                             f"{len(self.cache)}")
+        self.cache = [tensors[str(i)].to(device) if kind == "tensor" else kind
+                      for i, kind in enumerate(description["slots"])]
+        self.frames = description["frames"]
+
 
 class WanVideoVAE(torch.nn.Module):
     """`AutoencoderKLWan` behind the interface streams use (`decode_to_uint8`, `config`).

@@ -121,6 +121,34 @@ class AnchorWindowCache:
     def anchor_kv(self, layer: int = 0):
         return self.anchor[layer]
 
+    def clear_window(self):
+        for window in self.window:
+            window.clear()
+
+    # -- as tensors, for scene files ---------------------------------------------------------
+
+    def tensors(self, window: bool = True) -> dict:
+        """The cached keys/values by name (pre-RoPE, on the CPU); window slots oldest first."""
+        out = {}
+        for layer, anchor in enumerate(self.anchor):
+            if anchor is not None:
+                out[f"anchor.{layer}.key"], out[f"anchor.{layer}.value"] = anchor
+            for slot, (k, v) in enumerate(self.window[layer] if window else ()):
+                out[f"window.{layer}.{slot}.key"], out[f"window.{layer}.{slot}.value"] = k, v
+        return {name: t.detach().cpu().contiguous() for name, t in out.items()}
+
+    def load_tensors(self, tensors: dict, window: bool = True):
+        """Fill the cache from `tensors()`'s output (the window only if `window`)."""
+        for layer in range(len(self.anchor)):
+            if f"anchor.{layer}.key" in tensors:
+                self.anchor[layer] = (tensors[f"anchor.{layer}.key"].to(self.device),
+                                      tensors[f"anchor.{layer}.value"].to(self.device))
+            self.window[layer].clear()
+            for slot in range(self.layout.window_chunks if window else 0):
+                if f"window.{layer}.{slot}.key" in tensors:
+                    self.window[layer].append((tensors[f"window.{layer}.{slot}.key"].to(self.device),
+                                               tensors[f"window.{layer}.{slot}.value"].to(self.device)))
+
     # -- the attention itself --------------------------------------------------------------
 
     def _build_context(self, layer: int):
