@@ -120,3 +120,55 @@ def test_ctrl_c_keeps_the_video_and_stats_valid(tmp_path):
     frames, _, codec = read_video(out)
     assert data["interrupted"] is True and len(data["chunks"]) >= 1
     assert codec == "h264" and frames.shape[0] == len(data["chunks"]) * data["config"]["frames_per_chunk"]
+
+
+def test_prompt_at_save_scene_and_resume(tmp_path):
+    """--prompt-at records the prompt per chunk; 5 chunks == 3 chunks + --save-scene, then
+    --resume for 2 more; --state-only starts a new video from the saved state."""
+    whole, stats = tmp_path / "whole.mp4", tmp_path / "whole.json"
+    switch = ["--prompt-at", "2:desert dunes at dusk", "--prompt-at", "4:snowy hills"]
+    assert main(["generate", "--prompt", "hills", "--chunks", "5", "--seed", "3", *switch,
+                 "--out", str(whole), "--stats-out", str(stats)]) == 0
+    records = json.loads(stats.read_text())["chunks"]
+    assert [r["prompt"] for r in records] == ["hills"] * 2 + ["desert dunes at dusk"] * 2 + ["snowy hills"]
+
+    head, scene = tmp_path / "head.mp4", tmp_path / "scene.safetensors"
+    assert main(["generate", "--prompt", "hills", "--chunks", "3", "--seed", "3", *switch, "--out", str(head),
+                 "--save-scene", str(scene)]) == 0
+    tail, tail_stats = tmp_path / "tail.mp4", tmp_path / "tail.json"
+    assert main(["generate", "--resume", str(scene), "--chunks", "2", *switch, "--out", str(tail),
+                 "--stats-out", str(tail_stats)]) == 0
+    resumed = json.loads(tail_stats.read_text())["chunks"]
+    assert [r["index"] for r in resumed] == [3, 4]
+    for got, want in zip(resumed, records[3:]):  # frame equality itself: tests/test_scenes.py
+        assert (got["prompt"], got["switched"]) == (want["prompt"], want["switched"])
+        assert got["state_delta"] == pytest.approx(want["state_delta"], abs=1e-6)
+        assert got["anchor_attention_share"] == pytest.approx(want["anchor_attention_share"], abs=1e-6)
+    frames_per_chunk = json.loads(stats.read_text())["config"]["frames_per_chunk"]
+    assert read_video(head)[0].shape[0] + read_video(tail)[0].shape[0] == 5 * frames_per_chunk
+
+    moved = tmp_path / "moved.mp4"
+    assert main(["generate", "--resume", str(scene), "--state-only", "--prompt", "snowy hills", "--chunks", "2",
+                 "--seed", "8", "--out", str(moved)]) == 0
+    assert read_video(moved)[0].shape[0] == 2 * frames_per_chunk
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prompt-at", "x:desert"], "--prompt-at wants CHUNK:TEXT"),
+    (["--prompt-at", "3"], "--prompt-at wants CHUNK:TEXT"),
+    (["--prompt-at", "3:   "], "the prompt is empty"),
+    (["--save-scene", "scene.pt"], "--save-scene must name a .safetensors file"),
+    (["--state-only"], "--state-only needs --resume"),
+])
+def test_bad_switch_and_scene_flags(tmp_path, capsys, args, message):
+    assert main(["generate", "--prompt", "hills", "--out", str(tmp_path / "v.mp4"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_scene_files_on_the_command_line(tmp_path, capsys):
+    renamed = tmp_path / "scene.safetensors"
+    renamed.write_bytes(pickle.dumps({"anchor": [0.0]}))
+    assert main(["generate", "--resume", str(renamed), "--out", str(tmp_path / "v.mp4")]) == 2
+    assert "it is a Python pickle" in capsys.readouterr().err
+    assert main(["generate", "--out", str(tmp_path / "v.mp4")]) == 2
+    assert "--prompt is required" in capsys.readouterr().err
