@@ -6,10 +6,12 @@ import gradio as gr
 import spaces
 
 from adastate.backends.wan import gpu_duration
-from adastate.demo import MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, Backends, compare_updates, generate_updates, plots_of, summary_of
+from adastate.demo import (ENDLESS_CHUNKS, MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, Backends, LiveStreams,
+                           compare_updates, generate_updates, plots_of, resume_updates, summary_of)
 from adastate.viz import SUMMARY_HEADERS
 
 BACKENDS = Backends()
+LIVE = LiveStreams()  # each browser session's latest stream, for switch and save
 EXAMPLES = [
     ["a slow pan to the right across snowy hills with pine trees", 0, 16, "adaptive"],
     ["the camera moves left at a rapid pace over desert dunes, passing cacti", 1, 16, "adaptive"],
@@ -23,6 +25,11 @@ is never shown as video. In **static** mode (the Self-Forcing baseline) the anch
 frame, frozen for ever. The *colours* are a fixed projection of the anchor latent (same colours,
 same state); the *peek* decodes it as if it were video. Plots: motion in the frames, the share of
 attention the new chunk gives the anchor, and how much the anchor changed.
+
+While it streams you can edit the prompt and **switch**: the next chunk follows the new prompt
+while the state and the recent frames carry the scene across. **Save scene** writes everything
+needed to continue (a small .safetensors file); upload it later to **continue** exactly where it
+stopped, or tick *state only* to start a new prompt from that scene's look.
 """
 
 
@@ -30,11 +37,41 @@ def to_outputs(update, status):
     return update.segment, update.state, update.peek, plots_of({update.mode: update}), status, update.video
 
 
-@spaces.GPU(duration=lambda prompt, seed, chunks, *rest: gpu_duration(int(chunks)))  # a no-op off ZeroGPU
-def generate(prompt, seed, chunks, anchor, steps, window):
+def stream_outputs(updates):
     try:
-        for update, status in generate_updates(BACKENDS, prompt, seed, chunks, anchor, steps, window):
+        for update, status in updates:
             yield to_outputs(update, status)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+@spaces.GPU(duration=lambda prompt, seed, chunks, anchor, steps, window, endless=False, *rest:  # no-op off ZeroGPU
+            gpu_duration(ENDLESS_CHUNKS if endless else int(chunks)))
+def generate(prompt, seed, chunks, anchor, steps, window, endless=False, request: gr.Request = None):
+    yield from stream_outputs(generate_updates(BACKENDS, prompt, seed, chunks, anchor, steps, window, endless,
+                                               LIVE, request and request.session_hash))
+
+
+@spaces.GPU(duration=lambda scene, prompt, seed, chunks, *rest: gpu_duration(int(chunks)))
+def resume(scene, prompt, seed, chunks, state_only, request: gr.Request = None):
+    yield from stream_outputs(resume_updates(BACKENDS, scene, prompt, seed, chunks, state_only,
+                                             LIVE, request and request.session_hash))
+
+
+def switch_prompt(prompt, recache, request: gr.Request = None):
+    try:
+        return LIVE.switch(request and request.session_hash, prompt, recache)
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+def forget_session(request: gr.Request):
+    LIVE.end(request.session_hash)  # the visitor left: drop their stream and its cache
+
+
+def save_scene(request: gr.Request = None):
+    try:
+        return LIVE.save(request and request.session_hash)
     except ValueError as e:
         raise gr.Error(str(e)) from None
 
@@ -76,6 +113,13 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
             with gr.Row():
                 run = gr.Button("generate", variant="primary", elem_id="generate")
                 stop = gr.Button("stop", variant="stop", elem_id="stop")
+                endless = gr.Checkbox(label=f"endless: stream until stop (at most {ENDLESS_CHUNKS} chunks)",
+                                      value=False, elem_id="endless")
+            with gr.Row():
+                switch = gr.Button("switch to the prompt above", elem_id="switch")
+                recache = gr.Checkbox(label="re-cache the window under the new prompt", value=False,
+                                      elem_id="recache")
+                save = gr.Button("save scene", elem_id="save-scene")
             with gr.Row():
                 video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2, height=360,
                                  elem_id="video")
@@ -83,6 +127,16 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
             plots = gr.Plot(label="per chunk")
             status = gr.Markdown(elem_id="status")
             download = gr.File(label="finished video (MP4)")
+            with gr.Row():
+                scene_out = gr.File(label="saved scene (.safetensors): download it to continue later",
+                                    elem_id="scene-out")
+                with gr.Column():
+                    scene_in = gr.File(label="continue a saved scene", file_types=[".safetensors"],
+                                       type="filepath", elem_id="scene-in")
+                    state_only = gr.Checkbox(
+                        label="state only: carry the scene's look into the prompt above (new video, seed above)",
+                        value=False, elem_id="state-only")
+                    run_resume = gr.Button("continue scene", elem_id="resume")
         with gr.Tab("compare", id="compare-tab"):
             with gr.Row():
                 run_both = gr.Button("compare both modes", variant="primary", elem_id="compare")
@@ -101,13 +155,20 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
                 download_a, download_s = gr.File(label="adaptive (MP4)"), gr.File(label="static (MP4)")
     gr.Examples(EXAMPLES, inputs=[prompt, seed, chunks, anchor])
 
-    generating = run.click(generate, [prompt, seed, chunks, anchor, steps, window],
+    generating = run.click(generate, [prompt, seed, chunks, anchor, steps, window, endless],
                            [video, colours, peek, plots, status, download], api_name="generate")
+    resuming = run_resume.click(resume, [scene_in, prompt, seed, chunks, state_only],
+                                [video, colours, peek, plots, status, download], api_name="resume")
+    # cheap actions on a running stream: never queued behind generations
+    switch.click(switch_prompt, [prompt, recache], status, api_name="switch_prompt", concurrency_limit=None)
+    save.click(save_scene, None, scene_out, api_name="save_scene", concurrency_limit=None)
     comparing = run_both.click(compare, [prompt, seed, chunks, steps, window],
                                [video_a, colours_a, peek_a, video_s, colours_s, peek_s, plots_both, summary,
                                 status_both, download_a, download_s], api_name="compare")
-    stop.click(None, cancels=[generating])
+    stop.click(None, cancels=[generating, resuming])
     stop_both.click(None, cancels=[comparing])
+
+    demo.unload(forget_session)
 
 demo.queue(default_concurrency_limit=int(os.environ.get("ADASTATE_CONCURRENCY", "2")), max_size=32)
 

@@ -1,9 +1,13 @@
 """The demo's logic without the UI: widget values → settings, and the generators behind the
-app's two actions, `/generate` (one mode) and `/compare` (both modes in step).
+app's actions: `/generate` (one mode, optionally endless), `/compare` (both modes in step),
+`/resume` (continue a saved scene, or carry its state into a new prompt), and the two actions that
+reach a running generation, `/switch_prompt` and `/save_scene`.
 
 Each call owns its stream, cache and temporary folder; nothing is shared between visitors except
 the read-only model weights. When a call ends or is cancelled (the stop button closes the
-generator), its `finally` closes the video and removes its files.
+generator), its `finally` closes the video and removes its files. A browser session's latest
+stream stays reachable (`LiveStreams`, keyed by Gradio's session hash) for switch and save,
+until the session starts another or leaves.
 """
 
 import os
@@ -18,12 +22,14 @@ import numpy as np
 
 from .backends import load_backend_or_fallback
 from .metrics import motion_magnitude
+from .scene import read_scene, resume_stream, save_scene, snapshot
 from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
 from .text import check_prompt
 from .video import Mp4Writer, encode_mp4
 from .viz import chunk_plots, state_colors, state_peek, summary_rows
 
 MAX_DEMO_CHUNKS = int(os.environ.get("ADASTATE_MAX_CHUNKS", "120"))  # a shared Space's ceiling per request
+ENDLESS_CHUNKS = int(os.environ.get("ADASTATE_ENDLESS_CHUNKS", "2000"))  # endless mode stops here at the latest
 MAX_STEPS, MAX_WINDOW = 8, 4
 
 
@@ -85,48 +91,134 @@ class Update:
 class Session:
     """One mode's stream, its per-chunk files and statistics."""
 
-    def __init__(self, backends: Backends, prompt: str, settings: StreamSettings, folder: Path):
-        self.backend = backends.get(settings.anchor)
-        self.stream = ChunkStream(self.backend, prompt, settings)
-        self.folder, self.mode = folder, settings.anchor
+    def __init__(self, backend, stream: ChunkStream, folder: Path):
+        self.backend, self.stream = backend, stream
+        self.folder, self.mode = folder, stream.settings.anchor
         self.video_path = folder / f"{self.mode}.mp4"
         self.video = Mp4Writer(self.video_path, self.backend.fps)
         self.records = []
+        self.lock = threading.Lock()  # a save from another request waits for the chunk in progress
+
+    @classmethod
+    def new(cls, backends: Backends, prompt: str, settings: StreamSettings, folder: Path) -> "Session":
+        backend = backends.get(settings.anchor)
+        return cls(backend, ChunkStream(backend, prompt, settings), folder)
 
     def step(self) -> Update:
-        result = self.stream.next_chunk()
+        with self.lock:
+            result = self.stream.next_chunk()
         segment = self.folder / f"{self.mode}-{result.index:05d}.mp4"
         encode_mp4(result.frames, segment, self.backend.fps)
+        # Gradio has copied the segment before last by now: keep the folder small in endless mode
+        self.folder.joinpath(f"{self.mode}-{result.index - 2:05d}.mp4").unlink(missing_ok=True)
         self.video.write(result.frames)
         self.records.append({**result.record(), "motion": motion_magnitude(result.frames)})
         return Update(str(segment), state_colors(result.anchor_latent),
                       state_peek(self.backend.vae, result.anchor_latent), list(self.records), mode=self.mode)
+
+    def scene(self):
+        with self.lock:
+            return snapshot(self.stream)
 
     def finish(self) -> str:
         self.video.close()
         return str(self.video_path)
 
 
+class LiveStreams:
+    """Each browser session's latest stream, so that /switch_prompt and /save_scene (separate
+    requests) reach it. Only that session's own requests can: the key is its session hash."""
+
+    def __init__(self):
+        self.sessions, self.lock = {}, threading.Lock()
+
+    def start(self, key, session: Session):
+        if key is not None:
+            with self.lock:
+                self.sessions[key] = session
+
+    def get(self, key) -> Session:
+        with self.lock:
+            session = self.sessions.get(key)
+        if session is None:
+            raise ValueError("nothing is streaming in this session yet: generate first")
+        return session
+
+    def switch(self, key, prompt, recache: bool = False) -> str:
+        session = self.get(key)
+        prompt = check_prompt(prompt)
+        session.stream.switch_prompt(prompt, bool(recache))
+        return (f"switching to “{prompt}” from chunk {session.stream.index + 1} on"
+                + (" (window re-cached)" if recache else ""))
+
+    def save(self, key, folder=None) -> str:
+        """Write the session's scene as it is after its latest chunk; returns the file's path."""
+        session = self.get(key)
+        scene = session.scene()
+        folder = Path(folder or tempfile.mkdtemp(prefix="adastate-scene-"))
+        return str(save_scene(scene, folder / f"scene-{scene.anchor}-chunk{scene.index:05d}.safetensors"))
+
+    def end(self, key):
+        """The browser session left: drop its stream (and with it the cache)."""
+        with self.lock:
+            self.sessions.pop(key, None)
+
+
 def status_line(records: list, total: int, started: float, notice: str | None) -> str:
     done = len(records)
     frames = sum(r["frames"] for r in records)
     text = f"chunk {done} / {total} · {frames / max(time.perf_counter() - started, 1e-9):.1f} frames generated per second"
+    if records and any(r["prompt"] != records[0]["prompt"] for r in records):
+        text += f" · prompt: “{records[-1]['prompt']}”"
     return text + (f" · note: {notice}" if notice else "")
 
 
-def generate_updates(backends: Backends, prompt, seed, chunks, anchor, steps=4, window=1):
-    """Yield (Update, status text) per chunk, then a last pair whose Update carries the finished MP4."""
-    prompt, settings = check_prompt(prompt), settings_from_inputs(seed, chunks, anchor, steps, window)
+def generate_updates(backends: Backends, prompt, seed, chunks, anchor, steps=4, window=1, endless=False,
+                     live: LiveStreams | None = None, key=None):
+    """Yield (Update, status text) per chunk, then a last pair whose Update carries the finished MP4.
+    `endless`: ignore `chunks` and stream until cancelled (or ENDLESS_CHUNKS)."""
+    prompt = check_prompt(prompt)
+    settings = settings_from_inputs(seed, 1 if endless else chunks, anchor, steps, window)
+    if endless:
+        settings = replace(settings, chunks=ENDLESS_CHUNKS)
     folder = Path(tempfile.mkdtemp(prefix="adastate-"))
+    yield from run_session(lambda: Session.new(backends, prompt, settings, folder), folder, live, key,
+                           "endless" if endless else None)
+
+
+def resume_updates(backends: Backends, scene_file, prompt, seed, chunks, state_only=False,
+                   live: LiveStreams | None = None, key=None):
+    """Continue a saved scene for `chunks` more chunks, or (`state_only`) start a new video under
+    `prompt` from its state alone. An empty prompt keeps the scene's."""
+    if not scene_file:
+        raise ValueError("upload a scene file (.safetensors) saved by this demo or the CLI")
+    scene = read_scene(scene_file)
+    chunks = whole_number(chunks, "chunks", 1, MAX_DEMO_CHUNKS)
+    prompt = check_prompt(prompt) if prompt and str(prompt).strip() else None
+    seed = whole_number(seed, "seed", 0, 2**31 - 1) if state_only else None
+    backend = backends.get(scene.anchor)
+    folder = Path(tempfile.mkdtemp(prefix="adastate-"))
+
+    def start():
+        return Session(backend, resume_stream(backend, scene, chunks, prompt, state_only, seed), folder)
+
+    yield from run_session(start, folder, live, key, None)
+
+
+def run_session(start, folder: Path, live, key, label):
     started, session = time.perf_counter(), None
     try:
-        session = Session(backends, prompt, settings, folder)
-        for _ in range(settings.chunks):
+        session = start()
+        if live is not None:
+            live.start(key, session)
+        stream = session.stream
+        total = label or stream.settings.chunks - stream.index
+        while stream.index < stream.settings.chunks:
             update = session.step()
-            yield update, status_line(update.records, settings.chunks, started, session.backend.notice)
+            yield update, status_line(update.records, total, started, session.backend.notice)
         update = replace(update, segment=None, video=session.finish())
-        yield update, status_line(update.records, settings.chunks, started, session.backend.notice) + " · done"
-    finally:  # also on cancel: close the video, drop the cache, remove the files
+        yield update, status_line(update.records, total, started, session.backend.notice) + " · done"
+    finally:  # also on cancel: close the video, remove the files (the stream stays saveable)
         if session is not None:
             session.video.close()
         shutil.rmtree(folder, ignore_errors=True)  # the app has copied what it shows by now
@@ -139,7 +231,8 @@ def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1)
     started, sessions = time.perf_counter(), {}
     try:
         for mode in ANCHOR_MODES:
-            sessions[mode] = Session(backends, prompt, settings_from_inputs(seed, chunks, mode, steps, window), folder)
+            sessions[mode] = Session.new(backends, prompt, settings_from_inputs(seed, chunks, mode, steps, window),
+                                         folder)
         total = sessions["adaptive"].stream.settings.chunks
         for _ in range(total):
             updates = {mode: session.step() for mode, session in sessions.items()}

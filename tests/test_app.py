@@ -73,3 +73,39 @@ def test_sessions_are_isolated(url):
         t.join()
     assert np.array_equal(results["same"], alone)
     assert not np.array_equal(results["other"], alone)
+
+
+def test_switch_save_and_resume_through_named_endpoints(url):
+    from gradio_client import handle_file
+
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="generate first"):
+        client.predict("dunes", False, api_name="/switch_prompt")
+    job = client.submit(PROMPT, 2, 5, "adaptive", 4, 1, False, api_name="/generate")
+    updates = iter(job)
+    next(updates)  # the first chunk has arrived: the stream is running
+    message = client.predict("desert dunes at dusk", False, api_name="/switch_prompt")
+    assert "switching to “desert dunes at dusk”" in message
+    last = list(updates)[-1]
+    assert "prompt: “desert dunes at dusk”" in last[4] and "done" in last[4]
+
+    scene = client.predict(api_name="/save_scene")
+    assert scene.endswith(".safetensors")
+    other = Client(url, verbose=False)  # another visitor cannot reach this stream
+    with pytest.raises(Exception, match="generate first"):
+        other.predict(api_name="/save_scene")
+    resumed = other.predict(handle_file(scene), "", 0, 2, False, api_name="/resume")
+    assert final_video(resumed).shape == (24, 64, 64, 3) and "chunk 2 / 2" in resumed[4]
+    moved = other.predict(handle_file(scene), "snowy hills at noon", 3, 1, True, api_name="/resume")
+    assert final_video(moved).shape == (12, 64, 64, 3)
+
+
+def test_endless_generation_runs_past_its_chunk_count_until_cancelled(url):
+    job = Client(url, verbose=False).submit(PROMPT, 0, 1, "static", 4, 1, True, api_name="/generate")
+    statuses = []
+    for update in job:
+        statuses.append(update[4])
+        if len(statuses) == 4:
+            break
+    job.cancel()
+    assert statuses[-1].startswith("chunk 4 / endless")

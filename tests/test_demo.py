@@ -75,3 +75,52 @@ def test_chunk_plots_overlay_modes():
             for i in range(4)]
     figure = chunk_plots({"adaptive": rows, "static": rows})
     assert len(figure.axes) == 3 and all(len(ax.lines) == 2 for ax in figure.axes)
+
+
+def test_switch_and_save_reach_the_sessions_own_stream(test_backend, tmp_path):
+    from adastate.demo import LiveStreams, resume_updates
+    from adastate.scene import read_scene
+
+    live = LiveStreams()
+    with pytest.raises(ValueError, match="generate first"):
+        live.switch("visitor", "dunes")
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive", live=live, key="visitor")
+    next(updates)
+    assert "from chunk 2 on" in live.switch("visitor", "desert dunes at dusk")
+    with pytest.raises(ValueError, match="generate first"):
+        live.save("someone else")
+    rest = list(updates)
+    records = rest[-1][0].records
+    assert [r["prompt"] for r in records] == ["hills"] + ["desert dunes at dusk"] * 3
+    assert "prompt: “desert dunes at dusk”" in rest[-1][1]
+
+    scene = read_scene(live.save("visitor", tmp_path))  # after the run ended: the stream stays saveable
+    assert (scene.index, scene.meta["prompt"]) == (4, "desert dunes at dusk")
+    more = list(resume_updates(FixedBackends(test_backend), live.save("visitor", tmp_path), "", 0, 2))
+    assert [r["index"] for r in more[-1][0].records] == [4, 5] and "chunk 2 / 2" in more[-1][1]
+    live.end("visitor")
+    with pytest.raises(ValueError, match="generate first"):
+        live.save("visitor")
+
+
+def test_endless_mode_streams_until_cancelled(test_backend):
+    from adastate import demo
+
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 1, "static", endless=True)
+    for _ in range(5):  # more than the `chunks` it was given
+        update, status = next(updates)
+    assert len(update.records) == 5 and "chunk 5 / endless" in status
+    folder = __import__("pathlib").Path(update.segment).parent
+    assert len(list(folder.glob("static-*.mp4"))) <= 3  # old segments are removed as it goes
+    updates.close()
+    assert demo.ENDLESS_CHUNKS >= 100
+
+
+def test_resume_rejects_bad_uploads(test_backend, tmp_path):
+    from adastate.demo import resume_updates
+
+    renamed = tmp_path / "scene.safetensors"
+    renamed.write_bytes(b"\x80\x04pickle")
+    for scene, message in [(None, "upload a scene file"), (str(renamed), "it is a Python pickle")]:
+        with pytest.raises(ValueError, match=message):
+            next(resume_updates(FixedBackends(test_backend), scene, "", 0, 2))
