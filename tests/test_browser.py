@@ -82,3 +82,31 @@ def test_generate_static_and_compare_in_the_browser(page, tmp_path):
     assert final["static"]["duration"] == pytest.approx(2.25, abs=0.1)
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     assert all((tmp_path / name).stat().st_size > 10_000 for name in ("generate-adaptive.png", "compare.png"))
+
+
+def test_switch_save_and_continue_in_the_browser(page, tmp_path):
+    page.fill("#prompt textarea", "a slow pan to the right across snowy hills with pine trees")
+    page.locator("#endless").get_by_role("checkbox").check()
+    page.click("#generate")
+    watch(page, lambda s: s["status"].startswith("chunk 2 / endless"))
+    page.fill("#prompt textarea", "flying over a red desert canyon at dusk")
+    page.click("#switch")
+    watch(page, lambda s: "prompt: “flying over a red desert canyon at dusk”" in s["status"])
+    page.click("#stop")
+    page.click("#save-scene")
+    link = page.locator("#scene-out a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    scene = tmp_path / "scene.safetensors"
+    download.value.save_as(scene)
+    assert scene.stat().st_size > 1000
+    page.screenshot(path=str(tmp_path / "switch-and-save.png"), full_page=True)
+
+    page.locator("#endless").get_by_role("checkbox").uncheck()
+    set_chunks(page, 2)
+    page.locator("#scene-in input[type=file]").set_input_files(str(scene))
+    page.click("#resume")
+    seen = watch(page, lambda s: "chunk 2 / 2" in s["status"] and "done" in s["status"])
+    assert any(s["video"] and s["video"]["ready"] >= 2 for s in seen)
+    page.screenshot(path=str(tmp_path / "continued.png"), full_page=True)
