@@ -52,7 +52,10 @@ def chunk_plots(records: dict):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(PLOTS), figsize=(10, 2.6))
+    switches = sorted({r["index"] for rows in records.values() for r in rows if r.get("switched")})
     for ax, (key, title) in zip(axes, PLOTS):
+        for index in switches:  # where the prompt changed
+            ax.axvline(index - 0.5, color="grey", linestyle=":", linewidth=1)
         for mode, rows in records.items():
             points = [(r["index"], r[key]) for r in rows if r.get(key) is not None]
             if points:
@@ -61,7 +64,7 @@ def chunk_plots(records: dict):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("chunk", fontsize=8)
         ax.tick_params(labelsize=7)
-        if len(records) > 1:
+        if len(records) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
     plt.close(fig)  # the caller renders it; closing keeps pyplot's global registry empty

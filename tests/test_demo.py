@@ -124,3 +124,10 @@ def test_resume_rejects_bad_uploads(test_backend, tmp_path):
     for scene, message in [(None, "upload a scene file"), (str(renamed), "it is a Python pickle")]:
         with pytest.raises(ValueError, match=message):
             next(resume_updates(FixedBackends(test_backend), scene, "", 0, 2))
+
+
+def test_chunk_plots_mark_prompt_switches():
+    rows = [{"index": i, "motion": 0.1, "anchor_attention_share": 0.2, "state_delta": 0.1, "switched": i == 2}
+            for i in range(4)]
+    figure = chunk_plots({"adaptive": rows})
+    assert all(sum(line.get_linestyle() == ":" for line in ax.lines) == 1 for ax in figure.axes)
