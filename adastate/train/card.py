@@ -59,7 +59,8 @@ def plot_losses(chain: list[Path], path: Path):
         ax.set_title(json.loads((folder / "train_config.json").read_text())["stage"], fontsize=10)
         ax.set_xlabel("step")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # the data stage logs no loss
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
