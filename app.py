@@ -8,6 +8,7 @@ import spaces
 from adastate.backends.wan import gpu_duration
 from adastate.demo import (ENDLESS_CHUNKS, MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, Backends, LiveStreams,
                            compare_updates, generate_updates, plots_of, resume_updates, summary_of)
+from adastate.stream import RECACHE_ON_SWITCH
 from adastate.viz import SUMMARY_HEADERS
 
 BACKENDS = Backends()
@@ -33,8 +34,12 @@ stopped, or tick *state only* to start a new prompt from that scene's look.
 """
 
 
+def plots_or_skip(updates: dict):
+    return plots_of(updates) if next(iter(updates.values())).replot else gr.skip()
+
+
 def to_outputs(update, status):
-    return update.segment, update.state, update.peek, plots_of({update.mode: update}), status, update.video
+    return update.segment, update.state, update.peek, plots_or_skip({update.mode: update}), status, update.video
 
 
 def stream_outputs(updates):
@@ -81,7 +86,7 @@ def compare(prompt, seed, chunks, steps, window):
     try:
         for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window):
             a, s = updates["adaptive"], updates["static"]
-            yield (a.segment, a.state, a.peek, s.segment, s.state, s.peek, plots_of(updates),
+            yield (a.segment, a.state, a.peek, s.segment, s.state, s.peek, plots_or_skip(updates),
                    summary_of(updates), status, a.video, s.video)
     except ValueError as e:
         raise gr.Error(str(e)) from None
@@ -117,7 +122,7 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
                                       value=False, elem_id="endless")
             with gr.Row():
                 switch = gr.Button("switch to the prompt above", elem_id="switch")
-                recache = gr.Checkbox(label="re-cache the window under the new prompt", value=False,
+                recache = gr.Checkbox(label="re-cache the window under the new prompt", value=RECACHE_ON_SWITCH,
                                       elem_id="recache")
                 save = gr.Button("save scene", elem_id="save-scene")
             with gr.Row():

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .backends import BACKENDS
-from .stream import ANCHOR_MODES, MAX_CHUNKS
+from .stream import ANCHOR_MODES, MAX_CHUNKS, RECACHE_ON_SWITCH
 
 
 def write_json(path, data):
@@ -168,8 +168,8 @@ def main(argv=None) -> int:
     g.add_argument("--seed", type=int, default=None, help="default 0 (with --resume: the scene's seed)")
     g.add_argument("--prompt-at", action="append", metavar="CHUNK:TEXT",
                    help="switch to TEXT from chunk CHUNK on (repeatable); the state and window carry the scene")
-    g.add_argument("--recache-on-switch", action="store_true",
-                   help="at a switch, also rewrite the window's cache under the new prompt (LongLive)")
+    g.add_argument("--recache-on-switch", action=argparse.BooleanOptionalAction, default=RECACHE_ON_SWITCH,
+                   help="at a switch, also rewrite the window's cache under the new prompt (LongLive's re-cache)")
     g.add_argument("--save-scene", metavar="FILE", help="after the last chunk, save the scene (.safetensors)")
     g.add_argument("--resume", metavar="FILE", help="continue a saved scene for --chunks more chunks")
     g.add_argument("--state-only", action="store_true",

@@ -23,7 +23,7 @@ import numpy as np
 from .backends import load_backend_or_fallback
 from .metrics import motion_magnitude
 from .scene import read_scene, resume_stream, save_scene, snapshot
-from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
+from .stream import ANCHOR_MODES, RECACHE_ON_SWITCH, ChunkStream, StreamSettings
 from .text import check_prompt
 from .video import Mp4Writer, encode_mp4
 from .viz import chunk_plots, state_colors, state_peek, summary_rows
@@ -31,6 +31,10 @@ from .viz import chunk_plots, state_colors, state_peek, summary_rows
 MAX_DEMO_CHUNKS = int(os.environ.get("ADASTATE_MAX_CHUNKS", "120"))  # a shared Space's ceiling per request
 ENDLESS_CHUNKS = int(os.environ.get("ADASTATE_ENDLESS_CHUNKS", "2000"))  # endless mode stops here at the latest
 MAX_STEPS, MAX_WINDOW = 8, 4
+# Drawing the per-chunk plots costs about a third of a chunk's time in the app (measured through
+# gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
+# this often (and always on the last update).
+PLOT_INTERVAL = 1.0
 
 
 def timesteps(steps: int) -> tuple:
@@ -86,6 +90,21 @@ class Update:
     records: list = field(default_factory=list)  # per-chunk statistics so far
     video: str | None = None            # the whole video, once finished
     mode: str = "adaptive"
+    replot: bool = True                 # the plots are due for a redraw
+
+
+class Throttle:
+    """`due()` is true at most once per `interval` seconds (and on the first call)."""
+
+    def __init__(self, interval: float):
+        self.interval, self.last = interval, None
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if self.last is not None and now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
 
 
 class Session:
@@ -144,7 +163,7 @@ class LiveStreams:
             raise ValueError("nothing is streaming in this session yet: generate first")
         return session
 
-    def switch(self, key, prompt, recache: bool = False) -> str:
+    def switch(self, key, prompt, recache: bool = RECACHE_ON_SWITCH) -> str:
         session = self.get(key)
         prompt = check_prompt(prompt)
         session.stream.switch_prompt(prompt, bool(recache))
@@ -213,10 +232,11 @@ def run_session(start, folder: Path, live, key, label):
             live.start(key, session)
         stream = session.stream
         total = label or stream.settings.chunks - stream.index
+        plots = Throttle(PLOT_INTERVAL)
         while stream.index < stream.settings.chunks:
-            update = session.step()
+            update = replace(session.step(), replot=plots.due())
             yield update, status_line(update.records, total, started, session.backend.notice)
-        update = replace(update, segment=None, video=session.finish())
+        update = replace(update, segment=None, video=session.finish(), replot=True)
         yield update, status_line(update.records, total, started, session.backend.notice) + " · done"
     finally:  # also on cancel: close the video, remove the files (the stream stays saveable)
         if session is not None:
@@ -234,10 +254,12 @@ def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1)
             sessions[mode] = Session.new(backends, prompt, settings_from_inputs(seed, chunks, mode, steps, window),
                                          folder)
         total = sessions["adaptive"].stream.settings.chunks
+        plots = Throttle(PLOT_INTERVAL)
         for _ in range(total):
-            updates = {mode: session.step() for mode, session in sessions.items()}
+            replot = plots.due()
+            updates = {mode: replace(session.step(), replot=replot) for mode, session in sessions.items()}
             yield updates, status_line(updates["adaptive"].records, total, started, sessions["adaptive"].backend.notice)
-        updates = {mode: replace(updates[mode], segment=None, video=session.finish())
+        updates = {mode: replace(updates[mode], segment=None, video=session.finish(), replot=True)
                    for mode, session in sessions.items()}
         yield updates, status_line(updates["adaptive"].records, total, started, None) + " · done"
     finally:

@@ -23,6 +23,9 @@ from .text import check_prompt
 
 ANCHOR_MODES = ("adaptive", "static")
 MAX_CHUNKS = 100_000
+# Re-cache the window at a prompt switch: the new prompt shows sooner and the cut across the switch
+# is smaller, for a fraction of a chunk's time (benchmarks/RESULTS.md, "Prompt switch").
+RECACHE_ON_SWITCH = True
 
 
 @dataclass
@@ -88,7 +91,7 @@ class ChunkStream:
     """Iterates the recurrence chunk by chunk; holds the prompt's cross-attention K/V and the cache."""
 
     def __init__(self, backend, prompt: str, settings: StreamSettings, prompt_schedule: dict | None = None,
-                 recache_on_switch: bool = False):
+                 recache_on_switch: bool = RECACHE_ON_SWITCH):
         """`prompt_schedule` {chunk index: prompt} switches prompts at those chunks; the default
         of `switch_prompt`'s `recache` is `recache_on_switch`."""
         self.backend, self.settings = backend, settings.check()

@@ -2,10 +2,11 @@
 
     python benchmarks/browser_latency.py [--chunks 8] [--runs 3] [--out benchmarks/browser_latency.json]
 
-Starts the app on a free local port, opens it in Debian's Chromium (Playwright), and for each run
-clicks "generate" and times, from the click: the first video frame the browser can show (the
-<video> element reaches HAVE_CURRENT_DATA with a decoded frame), and the last (the video's
-duration covers every chunk and the status says done). The first run includes loading the model.
+Starts the app on a free local port (the model loaded first), opens it in Debian's Chromium
+(Playwright), and for each run — a fresh page load, as a new visitor — clicks "generate" and times,
+from the click: the first video frame the browser can show (the <video> element reaches
+HAVE_CURRENT_DATA with a decoded frame), and the last (the video's duration covers every chunk and
+the status says done).
 """
 
 import argparse
@@ -58,12 +59,12 @@ def main():
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page()
-        page.goto(f"http://127.0.0.1:{port}/")
-        page.wait_for_selector("#generate")
-        box = page.locator("#chunks input[type=number]")
-        box.fill(str(args.chunks))
-        box.press("Enter")
         for _ in range(args.runs):
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#generate")
+            box = page.locator("#chunks input[type=number]")
+            box.fill(str(args.chunks))
+            box.press("Enter")
             runs.append(measure(page, args.chunks, seconds_per_chunk))
             print(json.dumps(runs[-1]), file=sys.stderr)
         browser.close()

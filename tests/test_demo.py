@@ -131,3 +131,14 @@ def test_chunk_plots_mark_prompt_switches():
             for i in range(4)]
     figure = chunk_plots({"adaptive": rows})
     assert all(sum(line.get_linestyle() == ":" for line in ax.lines) == 1 for ax in figure.axes)
+
+
+def test_plots_are_redrawn_at_most_once_per_interval_and_at_the_end(test_backend, monkeypatch):
+    from adastate import demo
+
+    monkeypatch.setattr(demo, "PLOT_INTERVAL", 3600.0)
+    updates = [u for u, _ in generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive")]
+    assert [u.replot for u in updates] == [True, False, False, False, True]
+    monkeypatch.setattr(demo, "PLOT_INTERVAL", 0.0)
+    updates = [u for u, _ in compare_updates(FixedBackends(test_backend), "hills", 0, 2)]
+    assert all(u.replot for step in updates for u in step.values())
