@@ -128,7 +128,8 @@ def test_chunk_results_carry_the_observables(test_backend):
     for r in results[1:]:
         assert 0.0 < r.anchor_attention_share < 1.0
         assert r.state_delta > 0.0
-        assert set(r.seconds) == {"denoise", "cache_write", "decode", "total"}
+        assert set(r.seconds) == {"switch", "denoise", "cache_write", "decode", "total"}
+        assert r.record()["prompt"] == "hills" and r.record()["switched"] is False
         assert r.record()["index"] == r.index
     static = list(ChunkStream(test_backend, "hills", StreamSettings(anchor="static", chunks=3)))
     assert [r.state_delta for r in static[1:]] == [0.0, 0.0]
