@@ -63,11 +63,15 @@ def generate(args) -> int:
         prompt = check_prompt(args.prompt)
         backend = load_backend(args.backend, args.checkpoint, args.device, settings.anchor)
         chunks = ChunkStream(backend, prompt, settings, **options)
+    settings = chunks.settings
+    for index in sorted(options["prompt_schedule"]):
+        if not chunks.index <= index < settings.chunks:  # e.g. the same schedule given to a resumed run
+            print(f"note: --prompt-at {index} is outside this run (chunks {chunks.index} to {settings.chunks - 1}): "
+                  "ignored", file=sys.stderr)
     if backend.notice:
         print(f"note: {backend.notice}", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    settings = chunks.settings
     config = {"prompt": chunks.prompt, "anchor": settings.anchor, "chunks": settings.chunks - chunks.index,
               "first_chunk": chunks.index, "seed": settings.seed, "backend": backend.name,
               "checkpoint": str(args.checkpoint) if args.checkpoint else None,

@@ -122,7 +122,7 @@ def test_ctrl_c_keeps_the_video_and_stats_valid(tmp_path):
     assert codec == "h264" and frames.shape[0] == len(data["chunks"]) * data["config"]["frames_per_chunk"]
 
 
-def test_prompt_at_save_scene_and_resume(tmp_path):
+def test_prompt_at_save_scene_and_resume(tmp_path, capsys):
     """--prompt-at records the prompt per chunk; 5 chunks == 3 chunks + --save-scene, then
     --resume for 2 more; --state-only starts a new video from the saved state."""
     whole, stats = tmp_path / "whole.mp4", tmp_path / "whole.json"
@@ -138,6 +138,7 @@ def test_prompt_at_save_scene_and_resume(tmp_path):
     tail, tail_stats = tmp_path / "tail.mp4", tmp_path / "tail.json"
     assert main(["generate", "--resume", str(scene), "--chunks", "2", *switch, "--out", str(tail),
                  "--stats-out", str(tail_stats)]) == 0
+    assert "--prompt-at 2 is outside this run (chunks 3 to 4): ignored" in capsys.readouterr().err
     resumed = json.loads(tail_stats.read_text())["chunks"]
     assert [r["index"] for r in resumed] == [3, 4]
     for got, want in zip(resumed, records[3:]):  # frame equality itself: tests/test_scenes.py
