@@ -6,7 +6,9 @@
 Samples one training-length clip (4 chunks) per held-out world with the teacher (Euler steps of the
 flow ODE at the same shifted schedule, classifier-free guidance as in DMD's real score), decodes
 it with the VAE and divides its optical-flow magnitude by the camera speed the prompt asked for,
-as `python -m adastate eval` does for the students. Needs the training runs (runs/ is not shipped).
+as `python -m adastate eval` does for the students; and checks the direction: the mean horizontal
+flow must point against the camera's pan (a camera panning right moves the scene left). Needs the
+training runs (runs/ is not shipped).
 """
 
 import argparse
@@ -21,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adastate.demo import timesteps  # noqa: E402
 from adastate.evaluate import held_out_prompts, requested_speed  # noqa: E402
-from adastate.metrics import motion_magnitude  # noqa: E402
+from adastate.data import sample_world_spec  # noqa: E402
+from adastate.metrics import motion_magnitude, optical_flow  # noqa: E402
 from adastate.model import CausalWanTransformer  # noqa: E402
 from adastate.sampling import shifted_sigmas  # noqa: E402
 from adastate.text import MiniLMTextEncoder  # noqa: E402
@@ -59,13 +62,19 @@ def main():
     runs = []
     for entry in held_out_prompts(args.count):
         latents = sample_clip(teacher, encode(entry["prompt"]), shape, sigmas, args.guidance, args.seed)
-        fidelity = motion_magnitude(vae.decode_to_uint8(latents)) / requested_speed(entry)
-        runs.append({"prompt": entry["prompt"], "motion_fidelity": fidelity})
-        print(f"{fidelity:.3f}  {entry['prompt']}")
+        frames = vae.decode_to_uint8(latents)
+        fidelity = motion_magnitude(frames) / requested_speed(entry)
+        horizontal = float(optical_flow(frames)[..., 0].mean())
+        agrees = horizontal * sample_world_spec(entry["world"]).direction < 0
+        runs.append({"prompt": entry["prompt"], "motion_fidelity": fidelity, "mean_dx": horizontal,
+                     "direction_agrees": agrees})
+        print(f"{fidelity:.3f}  dx {horizontal:+.3f} {'agrees' if agrees else 'WRONG'}  {entry['prompt']}")
     result = {"command": "python " + " ".join(sys.argv), "mean_motion_fidelity":
-              statistics.mean(r["motion_fidelity"] for r in runs), "runs": runs}
+              statistics.mean(r["motion_fidelity"] for r in runs),
+              "direction_agreement": statistics.mean(r["direction_agrees"] for r in runs), "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print("mean motion fidelity", round(result["mean_motion_fidelity"], 3))
+    print("mean motion fidelity", round(result["mean_motion_fidelity"], 3),
+          "direction agreement", round(result["direction_agreement"], 3))
 
 
 if __name__ == "__main__":
