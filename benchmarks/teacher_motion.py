@@ -3,7 +3,7 @@
     python benchmarks/teacher_motion.py [--teacher runs/teacher] [--vae runs/vae] [--count 6]
                                         [--steps 16] [--guidance 3.0] [--out benchmarks/teacher_motion.json]
 
-Samples one training-length clip (4 chunks) per held-out world with the teacher (Euler steps of the
+Samples one training-length clip (4 chunks) per held-out world and noise seed with the teacher (Euler steps of the
 flow ODE at the same shifted schedule, classifier-free guidance as in DMD's real score), decodes
 it with the VAE and divides its optical-flow magnitude by the camera speed the prompt asked for,
 as `python -m adastate eval` does for the students; and checks the direction: the mean horizontal
@@ -50,7 +50,7 @@ def main():
     parser.add_argument("--count", type=int, default=6)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="initial-noise seeds")
     parser.add_argument("--out", default="benchmarks/teacher_motion.json")
     args = parser.parse_args()
 
@@ -60,21 +60,29 @@ def main():
     sigmas = shifted_sigmas(timesteps(args.steps))
     shape = (1, teacher.config.in_channels, 12, 16, 16)  # 4 chunks of 3 latent frames at 64 px
     runs = []
-    for entry in held_out_prompts(args.count):
-        latents = sample_clip(teacher, encode(entry["prompt"]), shape, sigmas, args.guidance, args.seed)
-        frames = vae.decode_to_uint8(latents)
-        fidelity = motion_magnitude(frames) / requested_speed(entry)
-        horizontal = float(optical_flow(frames)[..., 0].mean())
-        agrees = horizontal * sample_world_spec(entry["world"]).direction < 0
-        runs.append({"prompt": entry["prompt"], "motion_fidelity": fidelity, "mean_dx": horizontal,
-                     "direction_agrees": agrees})
-        print(f"{fidelity:.3f}  dx {horizontal:+.3f} {'agrees' if agrees else 'WRONG'}  {entry['prompt']}")
+    for seed in args.seeds:
+        for entry in held_out_prompts(args.count):
+            latents = sample_clip(teacher, encode(entry["prompt"]), shape, sigmas, args.guidance, seed)
+            frames = vae.decode_to_uint8(latents)
+            fidelity = motion_magnitude(frames) / requested_speed(entry)
+            horizontal = float(optical_flow(frames)[..., 0].mean())
+            agrees = horizontal * sample_world_spec(entry["world"]).direction < 0
+            runs.append({"prompt": entry["prompt"], "seed": seed, "motion_fidelity": fidelity, "mean_dx": horizontal,
+                         "direction_agrees": agrees})
+            print(f"seed {seed}  {fidelity:.3f}  dx {horizontal:+.3f} {'agrees' if agrees else 'WRONG'}  {entry['prompt']}")
+    per_seed = {seed: [r for r in runs if r["seed"] == seed] for seed in args.seeds}
     result = {"command": "python " + " ".join(sys.argv), "mean_motion_fidelity":
               statistics.mean(r["motion_fidelity"] for r in runs),
-              "direction_agreement": statistics.mean(r["direction_agrees"] for r in runs), "runs": runs}
+              "direction_agreement": statistics.mean(r["direction_agrees"] for r in runs),
+              # the share of clips moving the scene leftwards, per noise seed: near 0 or 1 means the
+              # noise, not the prompt, picks the direction
+              "leftward_share_per_seed": {seed: statistics.mean(r["mean_dx"] < 0 for r in rows)
+                                          for seed, rows in per_seed.items()},
+              "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=2))
     print("mean motion fidelity", round(result["mean_motion_fidelity"], 3),
-          "direction agreement", round(result["direction_agreement"], 3))
+          "direction agreement", round(result["direction_agreement"], 3),
+          "leftward share per seed", result["leftward_share_per_seed"])
 
 
 if __name__ == "__main__":
