@@ -155,6 +155,9 @@ def add_train_parser(sub):
         if f.name in ("stage", "model"):
             continue
         default = None if f.default is MISSING else f.default
+        if isinstance(default, bool):
+            t.add_argument("--" + f.name.replace("_", "-"), action="store_true", default=None, help=f"default: {default}")
+            continue
         t.add_argument("--" + f.name.replace("_", "-"), type=type(default) if default is not None else str,
                        default=None, required=default is None, help=f"default: {default}")
     t.set_defaults(run=train)

@@ -145,3 +145,12 @@ def test_vae_and_data_stages(tmp_path):
     assert clips["latents"].shape == (3, TEST_CONFIG["in_channels"], 4, 4, 4)
     assert clips["text"].shape == (3, 64, 384) and clips["text"].abs().sum() > 0
     assert len(json.loads((data / "captions.json").read_text())) == 3
+
+    mirrored = tmp_path / "mirrored"
+    train(TrainConfig(stage="data", out=str(mirrored), vae=str(vae), clips=3, size=16, chunks=2, chunk_frames=2,
+                      mirror=True))
+    pairs = load_file(mirrored / "clips.safetensors")
+    captions = json.loads((mirrored / "captions.json").read_text())
+    assert pairs["latents"].shape[0] == 6 and torch.equal(pairs["latents"][0::2], clips["latents"])
+    for original, flipped in zip(captions[0::2], captions[1::2]):  # same world, the other pan direction
+        assert ("left" in original) == ("right" in flipped) and original != flipped

@@ -17,7 +17,7 @@ checkpoints every `save_every` steps into its folder, and resumes from the last 
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -50,6 +50,7 @@ class TrainConfig:
     fake_updates: int = 2          # fake-score updates per student update (DMD2 uses 5)
     caption_dropout: float = 0.1   # teacher: learn the unconditional score for guidance
     clips: int = 512               # data: how many clips
+    mirror: bool = False           # data: add each clip mirrored, captioned with the opposite pan
     size: int = 64                 # data/vae: video size in pixels
     data: str = ""                 # teacher/causal/dmd: the data stage's folder
     vae: str = ""                  # data: the vae stage's folder
@@ -203,7 +204,12 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
 
 def build_data(config: TrainConfig, accelerator: Accelerator):
     """Render `clips` world clips (starting anywhere up to frame 20000, so late scenes are seen),
-    encode frames with the VAE and captions with MiniLM."""
+    encode frames with the VAE and captions with MiniLM.
+
+    `mirror` adds every clip flipped left-right, captioned as the same world panning the other
+    way: pairs that differ only in direction, so the text's direction words are the only way to
+    tell them apart (a teacher trained without them ignored direction; benchmarks/RESULTS.md).
+    """
     from ..data import World, caption, sample_world_spec
     from ..text import MiniLMTextEncoder
 
@@ -219,9 +225,13 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
             spec = sample_world_spec(seed, config.size, config.size)
             start = int(torch.randint(20000, (1,), generator=generator))
             video = torch.from_numpy(World(spec).render(start, frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
-            latents.append(vae.encode(video[None])[0])
-            captions.append(caption(spec, seed))
-            texts.append(encoder(captions[-1])[0])
+            views = [(video, spec)]
+            if config.mirror:
+                views.append((video.flip(-1), replace(spec, direction=-spec.direction)))
+            for view, view_spec in views:
+                latents.append(vae.encode(view[None])[0])
+                captions.append(caption(view_spec, seed))
+                texts.append(encoder(captions[-1])[0])
             if (i + 1) % 50 == 0:
                 run.log(i + 1, clips=i + 1)
     save_file({"latents": torch.stack(latents).contiguous(), "text": torch.stack(texts).contiguous()},
