@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -146,15 +147,20 @@ class Session:
 
 class LiveStreams:
     """Each browser session's latest stream, so that /switch_prompt and /save_scene (separate
-    requests) reach it. Only that session's own requests can: the key is its session hash."""
+    requests) reach it. Only that session's own requests can: the key is its session hash.
+    API clients never "leave" as a browser tab does, so only the `capacity` most recently
+    started sessions are kept."""
 
-    def __init__(self):
-        self.sessions, self.lock = {}, threading.Lock()
+    def __init__(self, capacity: int = 32):
+        self.sessions, self.lock, self.capacity = OrderedDict(), threading.Lock(), capacity
 
     def start(self, key, session: Session):
         if key is not None:
             with self.lock:
+                self.sessions.pop(key, None)
                 self.sessions[key] = session
+                while len(self.sessions) > self.capacity:
+                    self.sessions.popitem(last=False)  # the longest-idle session's stream goes
 
     def get(self, key) -> Session:
         with self.lock:

@@ -142,3 +142,14 @@ def test_plots_are_redrawn_at_most_once_per_interval_and_at_the_end(test_backend
     monkeypatch.setattr(demo, "PLOT_INTERVAL", 0.0)
     updates = [u for u, _ in compare_updates(FixedBackends(test_backend), "hills", 0, 2)]
     assert all(u.replot for step in updates for u in step.values())
+
+
+def test_only_the_most_recent_sessions_keep_their_streams(test_backend):
+    from adastate.demo import LiveStreams
+
+    live = LiveStreams(capacity=2)
+    for key in ("a", "b", "a", "c"):  # "a" started again: "b" is now the oldest
+        list(generate_updates(FixedBackends(test_backend), "hills", 0, 1, "static", live=live, key=key))
+    assert list(live.sessions) == ["a", "c"]
+    with pytest.raises(ValueError, match="generate first"):
+        live.save("b")
