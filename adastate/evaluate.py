@@ -18,6 +18,7 @@ import torch
 from .data import SPEEDS, World, caption, sample_world_spec
 from .metrics import identity_drift, motion_magnitude
 from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
+from .vae import frames_to_video
 
 HELD_OUT_WORLDS = 10**9   # data-stage world seeds are drawn below this
 SPEED_WORDS = {"slow": "slow", "gentle": "slow", "leisurely": "slow", "steady": "steady", "smooth": "steady",
@@ -54,7 +55,7 @@ def ground_truth(entry: dict, backend, chunks: int, frames_per_chunk: int) -> di
         return None
     world = World(sample_world_spec(int(entry["world"])))
     video = world.render(0, chunks * frames_per_chunk)
-    pixels = torch.from_numpy(video).permute(3, 0, 1, 2).float()[None] / 127.5 - 1
+    pixels = frames_to_video(video)[None]
     with torch.no_grad():
         latents = backend.vae.encode(pixels.to(backend.device, backend.dtype))
     decoded = backend.vae.decode_to_uint8(latents)

@@ -13,6 +13,16 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 
+def frames_to_video(frames: np.ndarray) -> torch.Tensor:
+    """uint8 RGB frames [T, H, W, 3] → video [3, T, H, W] in [-1, 1], as the VAEs take it."""
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1
+
+
+def video_to_frames(video: torch.Tensor) -> np.ndarray:
+    """Video [3, T, H, W] in [-1, 1] → uint8 RGB frames [T, H, W, 3]."""
+    return ((video.float().permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+
+
 def _conv_stack(channels: list[int], down: bool) -> nn.Sequential:
     layers = []
     for c_in, c_out in zip(channels, channels[1:]):
@@ -72,5 +82,4 @@ class TinyVideoVAE(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def decode_to_uint8(self, latents: torch.Tensor) -> np.ndarray:
         """Latents [1, C, f, h, w] → RGB frames uint8 [f * temporal_factor, H, W, 3]."""
-        video = self.decode(latents.to(self.dtype))[0]
-        return ((video.permute(1, 2, 3, 0).float() + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+        return video_to_frames(self.decode(latents.to(self.dtype))[0])

@@ -34,6 +34,7 @@ import torch
 from ..checkpoints import CheckpointError, check_safetensors, check_state_dict, load_state_dict
 from ..model import WAN_1_3B_CONFIG, CausalWanTransformer
 from ..model.key_map import KeyMapError, to_ours
+from ..vae import video_to_frames
 from . import Backend, BackendUnavailable
 
 DEFAULT_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
@@ -301,11 +302,6 @@ def load_text_encoder(folder: Path, device, dtype) -> UMT5PromptEncoder:
 
 # -- the VAE, decoded chunk by chunk ------------------------------------------------------------------
 
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """[3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3]."""
-    return ((video.float().permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
-
-
 class WanStreamDecoder:
     """Decodes one video's latents chunk after chunk, exactly as one decode of all of them.
 
@@ -342,7 +338,7 @@ class WanStreamDecoder:
 
     def decode_to_uint8(self, latents: torch.Tensor) -> np.ndarray:
         """Latents [1, C, f, h, w] → the next RGB frames, uint8 [T, H, W, 3]."""
-        return to_uint8(self.decode(latents)[0])
+        return video_to_frames(self.decode(latents)[0])
 
     def state(self) -> tuple[dict, dict]:
         """(JSON-ready description, CPU tensors by name): what a scene file needs to continue

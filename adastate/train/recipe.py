@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
 from ..sampling import DEFAULT_SHIFT, shifted_sigmas
-from ..vae import TinyVideoVAE
+from ..vae import TinyVideoVAE, frames_to_video
 from .losses import dmd_loss, flow_matching_loss, horizon_weights, noised
 from .rollout import self_forcing_rollout, teacher_forced_loss
 
@@ -174,7 +174,7 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
             seed = int(torch.randint(10**9, (1,), generator=generator))
             start = int(torch.randint(5000, (1,), generator=generator))
             frames = World(sample_world_spec(seed, config.size, config.size)).render(start, tf)
-            clips.append(torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1)
+            clips.append(frames_to_video(frames))
         return torch.stack(clips).to(accelerator.device)
 
     def step_fn(step):
@@ -224,7 +224,7 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
             seed = int(torch.randint(10**9, (1,), generator=generator))
             spec = sample_world_spec(seed, config.size, config.size)
             start = int(torch.randint(20000, (1,), generator=generator))
-            video = torch.from_numpy(World(spec).render(start, frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
+            video = frames_to_video(World(spec).render(start, frames))
             views = [(video, spec)]
             if config.mirror:
                 views.append((video.flip(-1), replace(spec, direction=-spec.direction)))
