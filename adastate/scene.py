@@ -53,6 +53,17 @@ class Scene:
         return self.meta["index"]
 
 
+def stream_settings(meta: dict, **changes) -> StreamSettings:
+    """The settings a scene was generated with (its layout, schedule, seed), with `changes`."""
+    saved = dict(meta["settings"], denoising_steps=tuple(meta["settings"]["denoising_steps"]))
+    return StreamSettings(**{"anchor": meta["anchor"], "seed": meta["seed"], "chunks": meta["index"], **saved,
+                             **changes})
+
+
+def without_prefix(tensors: dict, prefix: str) -> dict:
+    return {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+
+
 def snapshot(stream: ChunkStream) -> Scene:
     """The stream's scene after its last chunk (tensors copied to the CPU)."""
     if stream.index == 0:
@@ -99,9 +110,7 @@ def read_scene(path) -> Scene:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         if meta["anchor"] not in ANCHOR_MODES or not isinstance(meta["index"], int) or meta["index"] < 1:
             raise ValueError("bad anchor mode or chunk index")
-        StreamSettings(anchor=meta["anchor"], seed=meta["seed"], chunks=meta["index"],
-                       denoising_steps=tuple(meta["settings"]["denoising_steps"]),
-                       **{k: v for k, v in meta["settings"].items() if k != "denoising_steps"}).check()
+        stream_settings(meta).check()
         if "anchor_latent" not in tensors or "cache.anchor.0.key" not in tensors:
             raise ValueError("the anchor slot is missing")
     except (TypeError, KeyError, ValueError) as e:
@@ -137,15 +146,12 @@ def resume_stream(backend, scene: Scene, chunks: int, prompt: str | None = None,
     """
     check_compatible(scene, backend)
     meta = scene.meta
-    settings = StreamSettings(anchor=meta["anchor"], seed=meta["seed"] if seed is None else seed,
-                              chunks=chunks + (0 if state_only else scene.index),
-                              denoising_steps=tuple(meta["settings"]["denoising_steps"]),
-                              **{k: v for k, v in meta["settings"].items() if k != "denoising_steps"})
+    settings = stream_settings(meta, seed=meta["seed"] if seed is None else seed,
+                               chunks=chunks + (0 if state_only else scene.index))
     start_prompt = (prompt or meta["prompt"]) if state_only else meta["prompt"]
     stream = ChunkStream(backend, start_prompt, settings, **stream_options)
-    cache = {name[len("cache."):]: t for name, t in scene.tensors.items() if name.startswith("cache.")}
     try:
-        stream.cache.load_tensors(cache, window=not state_only)
+        stream.cache.load_tensors(without_prefix(scene.tensors, "cache."), window=not state_only)
     except (KeyError, RuntimeError) as e:
         raise SceneError(f"the scene's cache does not fit this model: {e}") from None
     stream.anchor_latent = scene.tensors["anchor_latent"]
@@ -155,8 +161,7 @@ def resume_stream(backend, scene: Scene, chunks: int, prompt: str | None = None,
             if f"window_latents.{slot}" in scene.tensors:
                 stream.window_latents.append(scene.tensors[f"window_latents.{slot}"].to(backend.device, backend.dtype))
         if meta.get("decoder") is not None and hasattr(stream.decoder, "load_state"):
-            stream.decoder.load_state(meta["decoder"], {name[len("decoder."):]: t for name, t in scene.tensors.items()
-                                                        if name.startswith("decoder.")}, backend.device)
+            stream.decoder.load_state(meta["decoder"], without_prefix(scene.tensors, "decoder."), backend.device)
         if prompt is not None and prompt != meta["prompt"]:
             stream.switch_prompt(prompt)
     return stream

@@ -127,13 +127,13 @@ class AnchorWindowCache:
 
     # -- as tensors, for scene files ---------------------------------------------------------
 
-    def tensors(self, window: bool = True) -> dict:
+    def tensors(self) -> dict:
         """The cached keys/values by name (pre-RoPE, on the CPU); window slots oldest first."""
         out = {}
         for layer, anchor in enumerate(self.anchor):
             if anchor is not None:
                 out[f"anchor.{layer}.key"], out[f"anchor.{layer}.value"] = anchor
-            for slot, (k, v) in enumerate(self.window[layer] if window else ()):
+            for slot, (k, v) in enumerate(self.window[layer]):
                 out[f"window.{layer}.{slot}.key"], out[f"window.{layer}.{slot}.value"] = k, v
         return {name: t.detach().cpu().contiguous() for name, t in out.items()}
 
