@@ -1,6 +1,7 @@
 """AdaState demo: widgets and wiring only; the logic lives in adastate.demo (tested there)."""
 
 import os
+from contextlib import contextmanager
 
 import gradio as gr
 import spaces
@@ -34,6 +35,19 @@ stopped, or tick *state only* to start a new prompt from that scene's look.
 """
 
 
+@contextmanager
+def shown_in_ui():
+    """Bad input (ValueError, with a message for people) becomes a UI error, never a trace."""
+    try:
+        yield
+    except ValueError as e:
+        raise gr.Error(str(e)) from None
+
+
+def visitor(request: gr.Request | None):
+    return request.session_hash if request else None
+
+
 def plots_or_skip(updates: dict):
     return plots_of(updates) if next(iter(updates.values())).replot else gr.skip()
 
@@ -43,53 +57,45 @@ def to_outputs(update, status):
 
 
 def stream_outputs(updates):
-    try:
+    with shown_in_ui():
         for update, status in updates:
             yield to_outputs(update, status)
-    except ValueError as e:
-        raise gr.Error(str(e)) from None
 
 
 @spaces.GPU(duration=lambda prompt, seed, chunks, anchor, steps, window, endless=False, *rest:  # no-op off ZeroGPU
             gpu_duration(ENDLESS_CHUNKS if endless else int(chunks)))
 def generate(prompt, seed, chunks, anchor, steps, window, endless=False, request: gr.Request = None):
     yield from stream_outputs(generate_updates(BACKENDS, prompt, seed, chunks, anchor, steps, window, endless,
-                                               LIVE, request and request.session_hash))
+                                               LIVE, visitor(request)))
 
 
 @spaces.GPU(duration=lambda scene, prompt, seed, chunks, *rest: gpu_duration(int(chunks)))
 def resume(scene, prompt, seed, chunks, state_only, request: gr.Request = None):
     yield from stream_outputs(resume_updates(BACKENDS, scene, prompt, seed, chunks, state_only,
-                                             LIVE, request and request.session_hash))
+                                             LIVE, visitor(request)))
 
 
 def switch_prompt(prompt, recache, request: gr.Request = None):
-    try:
-        return LIVE.switch(request and request.session_hash, prompt, recache)
-    except ValueError as e:
-        raise gr.Error(str(e)) from None
+    with shown_in_ui():
+        return LIVE.switch(visitor(request), prompt, recache)
 
 
 def forget_session(request: gr.Request):
-    LIVE.end(request.session_hash)  # the visitor left: drop their stream and its cache
+    LIVE.end(visitor(request))  # the visitor left: drop their stream and its cache
 
 
 def save_scene(request: gr.Request = None):
-    try:
-        return LIVE.save(request and request.session_hash)
-    except ValueError as e:
-        raise gr.Error(str(e)) from None
+    with shown_in_ui():
+        return LIVE.save(visitor(request))
 
 
 @spaces.GPU(duration=lambda prompt, seed, chunks, *rest: 2 * gpu_duration(int(chunks)))
 def compare(prompt, seed, chunks, steps, window):
-    try:
+    with shown_in_ui():
         for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window):
             a, s = updates["adaptive"], updates["static"]
             yield (a.segment, a.state, a.peek, s.segment, s.state, s.peek, plots_or_skip(updates),
                    summary_of(updates), status, a.video, s.video)
-    except ValueError as e:
-        raise gr.Error(str(e)) from None
 
 
 def state_panel(title, elem_id):
