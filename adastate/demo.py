@@ -24,6 +24,7 @@ import numpy as np
 from .backends import load_backend_or_fallback
 from .metrics import motion_magnitude
 from .scene import read_scene, resume_stream, save_scene, snapshot
+from .sampling import timesteps
 from .stream import ANCHOR_MODES, RECACHE_ON_SWITCH, ChunkStream, StreamSettings
 from .text import check_prompt
 from .video import Mp4Writer, encode_mp4
@@ -36,11 +37,6 @@ MAX_STEPS, MAX_WINDOW = 8, 4
 # gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
 # this often (and always on the last update).
 PLOT_INTERVAL = 1.0
-
-
-def timesteps(steps: int) -> tuple:
-    """`steps` evenly spaced timesteps from 1000 down (4 → 1000, 750, 500, 250)."""
-    return tuple(1000 * (steps - i) / steps for i in range(steps))
 
 
 def whole_number(value, name: str, low: int, high: int) -> int:

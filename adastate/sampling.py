@@ -14,6 +14,11 @@ DEFAULT_STEPS = (1000, 750, 500, 250)
 DEFAULT_SHIFT = 5.0
 
 
+def timesteps(steps: int) -> tuple:
+    """`steps` evenly spaced timesteps from 1000 down (4 → 1000, 750, 500, 250)."""
+    return tuple(1000 * (steps - i) / steps for i in range(steps))
+
+
 def shifted_sigmas(steps=DEFAULT_STEPS, shift: float = DEFAULT_SHIFT) -> list[float]:
     """Noise levels for timesteps in (0, 1000], warped by the usual flow-matching shift.
 

@@ -21,12 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adastate.demo import timesteps  # noqa: E402
 from adastate.evaluate import held_out_prompts, requested_speed  # noqa: E402
 from adastate.data import sample_world_spec  # noqa: E402
 from adastate.metrics import motion_magnitude, optical_flow  # noqa: E402
 from adastate.model import CausalWanTransformer  # noqa: E402
-from adastate.sampling import shifted_sigmas  # noqa: E402
+from adastate.sampling import shifted_sigmas, timesteps  # noqa: E402
 from adastate.text import MiniLMTextEncoder  # noqa: E402
 from adastate.train.recipe import guided_x0  # noqa: E402
 from adastate.vae import TinyVideoVAE  # noqa: E402
