@@ -152,7 +152,7 @@ def add_train_parser(sub):
                        description="Stages, in order: " + ", ".join(STAGES) + ". Each resumes from its last checkpoint.")
     t.add_argument("stage", choices=STAGES)
     for f in fields(TrainConfig):
-        if f.name in ("stage", "model"):
+        if f.name in ("stage", "model", "vae_model"):
             continue
         default = None if f.default is MISSING else f.default
         if isinstance(default, bool):

@@ -4,11 +4,20 @@ Each latent frame stands for `temporal_factor` consecutive video frames at 1/`sp
 resolution. A latent frame is encoded and decoded on its own (frames of a group are folded into
 channels), so decoding chunk by chunk is exactly decoding the whole video: the streaming decoder
 needs no cache. Latents are normalised with a per-channel mean and std stored in the config.
+
+`patch_size` folds p×p pixels into channels before the first convolution (and unfolds them after
+the last), so no convolution runs at full resolution: the decoder stays cheap enough to stream.
+`hidden_channels` is one width for every resolution level, or a list of widths from the first
+level down to the latent's; `res_blocks` residual blocks sit at every level. The first
+embedded VAE (one width, no residual blocks, 4 frames per latent frame) decoded each group of 4
+panning frames as nearly one picture; less temporal folding, residual blocks and an edge loss
+keep per-frame motion and texture (benchmarks/vae.py).
 """
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
@@ -23,33 +32,63 @@ def video_to_frames(video: torch.Tensor) -> np.ndarray:
     return ((video.float().permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
 
 
-def _conv_stack(channels: list[int], down: bool) -> nn.Sequential:
+# The embedded VAE: 2 frames per latent frame, 4x smaller in space (16x16 latents at 64 px), pixels
+# folded 2x2 before the first convolution. Latent channels come from the transformer's in_channels.
+TINY_VAE_CONFIG = dict(temporal_factor=2, spatial_factor=4, patch_size=2, hidden_channels=[64, 96], res_blocks=2)
+
+
+class ResBlock(nn.Module):
+    """x + conv(silu(conv(silu(x)))): depth at one resolution without losing the identity path."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+def _encoder_levels(width: list[int], res_blocks: int) -> nn.Sequential:
+    """Full resolution → latent resolution: [res blocks, stride-2 conv, SiLU] per level."""
     layers = []
-    for c_in, c_out in zip(channels, channels[1:]):
-        if down:
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
-        else:
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU()]
+    for c_in, c_out in zip(width, width[1:]):
+        layers += [ResBlock(c_in) for _ in range(res_blocks)]
+        layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
+    layers += [ResBlock(width[-1]) for _ in range(res_blocks)]
+    return nn.Sequential(*layers)
+
+
+def _decoder_levels(width: list[int], res_blocks: int) -> nn.Sequential:
+    """Latent resolution → full resolution: [upsample, conv, SiLU, res blocks] per level."""
+    layers = [ResBlock(width[-1]) for _ in range(res_blocks)]
+    for c_in, c_out in zip(width[::-1], width[-2::-1]):
+        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU()]
+        layers += [ResBlock(c_out) for _ in range(res_blocks)]
     return nn.Sequential(*layers)
 
 
 class TinyVideoVAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, latent_channels: int = 8, temporal_factor: int = 4, spatial_factor: int = 4,
-                 hidden_channels: int = 64, latent_mean: list | None = None, latent_std: list | None = None):
+                 hidden_channels: int | list = 64, res_blocks: int = 0, patch_size: int = 1,
+                 latent_mean: list | None = None, latent_std: list | None = None):
         super().__init__()
-        levels = int(np.log2(spatial_factor))
-        if 2**levels != spatial_factor:
-            raise ValueError(f"spatial_factor must be a power of two, got {spatial_factor}")
-        width = [hidden_channels] * (levels + 1)
+        levels = int(np.log2(spatial_factor // patch_size))
+        if spatial_factor % patch_size or 2**levels * patch_size != spatial_factor:
+            raise ValueError(f"spatial_factor / patch_size must be a power of two, got {spatial_factor} / {patch_size}")
+        width = [hidden_channels] * (levels + 1) if isinstance(hidden_channels, int) else list(hidden_channels)
+        if len(width) != levels + 1:
+            raise ValueError(f"hidden_channels needs {levels + 1} widths for spatial_factor {spatial_factor}, got {width}")
+        pixels = 3 * temporal_factor * patch_size**2  # channels of a group of frames, patches folded in
         self.encoder = nn.Sequential(
-            nn.Conv2d(3 * temporal_factor, hidden_channels, 3, padding=1), nn.SiLU(),
-            _conv_stack(width, down=True),
-            nn.Conv2d(hidden_channels, 2 * latent_channels, 3, padding=1))
+            nn.Conv2d(pixels, width[0], 3, padding=1), nn.SiLU(),
+            _encoder_levels(width, res_blocks),
+            nn.Conv2d(width[-1], 2 * latent_channels, 3, padding=1))
         self.decoder = nn.Sequential(
-            nn.Conv2d(latent_channels, hidden_channels, 3, padding=1), nn.SiLU(),
-            _conv_stack(width, down=False),
-            nn.Conv2d(hidden_channels, 3 * temporal_factor, 3, padding=1))
+            nn.Conv2d(latent_channels, width[-1], 3, padding=1), nn.SiLU(),
+            _decoder_levels(width, res_blocks),
+            nn.Conv2d(width[0], pixels, 3, padding=1))
         self.register_buffer("mean", torch.tensor(latent_mean or [0.0] * latent_channels).view(1, -1, 1, 1, 1), False)
         self.register_buffer("std", torch.tensor(latent_std or [1.0] * latent_channels).view(1, -1, 1, 1, 1), False)
 
@@ -61,7 +100,7 @@ class TinyVideoVAE(ModelMixin, ConfigMixin):
         if t % tf:
             raise ValueError(f"video length {t} is not a multiple of temporal_factor {tf}")
         groups = video.reshape(b, 3, t // tf, tf, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b * t // tf, tf * 3, h, w)
-        moments = self.encoder(groups)
+        moments = self.encoder(F.pixel_unshuffle(groups, self.config.patch_size))
         moments = moments.reshape(b, t // tf, *moments.shape[1:]).transpose(1, 2)
         return moments.chunk(2, dim=1)
 
@@ -75,7 +114,7 @@ class TinyVideoVAE(ModelMixin, ConfigMixin):
         b, c, f, h, w = latents.shape
         tf = self.config.temporal_factor
         z = (latents * self.std + self.mean).transpose(1, 2).reshape(b * f, c, h, w)
-        x = self.decoder(z)
+        x = F.pixel_shuffle(self.decoder(z), self.config.patch_size)
         x = x.reshape(b, f, tf, 3, *x.shape[-2:]).permute(0, 3, 1, 2, 4, 5)
         return x.reshape(b, 3, f * tf, *x.shape[-2:]).clamp(-1, 1)
 
