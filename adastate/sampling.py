@@ -1,4 +1,5 @@
-"""Few-step flow-matching sampling of one block (Self-Forcing's schedule).
+"""Few-step flow-matching sampling of one block (Self-Forcing's schedule), and the step of the
+chunk recurrence built on it (`chunk_step`), which streaming and training share.
 
 Flow matching: x_sigma = (1 - sigma) * x0 + sigma * noise, and the model predicts the velocity
 noise - x0, so x0 = x_sigma - sigma * velocity. A block is denoised at a few noise levels: predict
@@ -50,20 +51,20 @@ def block_noise(shape, seed: int, chunk: int, step: int, device=None, dtype=torc
 
 
 def denoise_block(model, text_kv, cache, shape, sigmas, seed: int, chunk: int, device=None, dtype=torch.float32,
-                  last_step: int | None = None):
+                  exit_step: int | None = None):
     """Denoise one block [B, C, f, h, w] from pure noise, attending to `cache` (read only).
 
-    `last_step` stops early (Self-Forcing training exits at a random step); only that last step
+    `exit_step` stops early (Self-Forcing training exits at a random step); only that last step
     runs under the caller's grad mode, the ones before it never carry gradients.
     """
-    last_step = len(sigmas) - 1 if last_step is None else last_step
+    exit_step = len(sigmas) - 1 if exit_step is None else exit_step
     x = block_noise(shape, seed, chunk, 0, device, dtype)
-    for step in range(last_step + 1):
+    for step in range(exit_step + 1):
         sigma = sigmas[step]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and step == last_step):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and step == exit_step):
             timestep = torch.full((shape[0],), 1000.0 * sigma, device=device)
             clean = x - sigma * model.forward_frames(x, timestep, text_kv, cache)
-        if step < last_step:
+        if step < exit_step:
             next_sigma = sigmas[step + 1]
             x = (1 - next_sigma) * clean + next_sigma * block_noise(shape, seed, chunk, step + 1, device, dtype)
     return clean
@@ -74,3 +75,20 @@ def write_cache(model, text_kv, cache, clean_block):
     cache.capture()
     model.forward_frames(clean_block, torch.zeros(clean_block.shape[0], device=clean_block.device), text_kv, cache)
     cache.commit()
+
+
+def chunk_step(model, text_kv, cache, block_shape, sigmas, seed: int, chunk: int, device=None, dtype=torch.float32,
+               exit_step: int | None = None) -> torch.Tensor:
+    """One step of the chunk recurrence, the same when streaming and in training: denoise the block
+    [state | chunk] against the cache, then write it. Returns the clean block.
+
+    The block's state frames are those of `block_shape` beyond the layout's F content frames: the
+    clean state replaces the anchor slot (adaptive); with none, the first chunk's first frames fill
+    the slot once (static). The clean chunk enters the window. `exit_step` as in `denoise_block`;
+    the cache write runs under the caller's grad mode, so that in training a loss on a later chunk
+    reaches this one through the cache.
+    """
+    cache.begin_block(block_shape[2] - cache.layout.chunk_frames)
+    clean = denoise_block(model, text_kv, cache, block_shape, sigmas, seed, chunk, device, dtype, exit_step)
+    write_cache(model, text_kv, cache, clean)
+    return clean

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .model import AnchorWindowCache, CacheLayout
-from .sampling import DEFAULT_SHIFT, DEFAULT_STEPS, denoise_block, shifted_sigmas, write_cache
+from .sampling import DEFAULT_SHIFT, DEFAULT_STEPS, chunk_step, shifted_sigmas, write_cache
 from .text import check_prompt
 
 ANCHOR_MODES = ("adaptive", "static")
@@ -71,7 +71,7 @@ class ChunkResult:
     anchor_latent: torch.Tensor    # what the anchor slot holds now [C, A, h, w]: the state, or the frozen frame
     anchor_attention_share: float  # mean attention content queries gave the anchor slot (0 while it is empty)
     state_delta: float | None      # relative L2 change of the anchor latent since the last chunk
-    seconds: dict = field(default_factory=dict)  # [switch,] denoise, cache_write, decode, total
+    seconds: dict = field(default_factory=dict)  # switch, step (denoise and cache write), decode, total
     prompt: str = ""               # the prompt in force for this chunk
     switched: bool = False         # the prompt changed right before this chunk
 
@@ -103,6 +103,7 @@ class ChunkStream:
         self.sigmas = shifted_sigmas(settings.denoising_steps, settings.shift)
         self.cache = AnchorWindowCache.for_model(backend.transformer, settings.layout, backend.latent_height, backend.latent_width,
                                                  backend.device)
+        self.cache.measure_anchor_share = settings.measure_anchor_share
         self.state_frames = settings.state_frames if settings.anchor == "adaptive" else 0
         self.block_shape = (1, backend.latent_channels, self.state_frames + settings.chunk_frames,
                             backend.latent_height, backend.latent_width)
@@ -141,7 +142,6 @@ class ChunkStream:
     @torch.no_grad()
     def next_chunk(self) -> ChunkResult:
         backend, cache, settings = self.backend, self.cache, self.settings
-        model = backend.transformer
         started = time.perf_counter()
         if self.index in self.prompt_schedule and self.prompt_schedule[self.index] != self.prompt:
             self.switch_prompt(self.prompt_schedule[self.index])
@@ -150,15 +150,9 @@ class ChunkStream:
         if switching:
             self._apply_switch(*switch)
         switched = time.perf_counter()
-        cache.begin_block(self.state_frames)
-        cache.measure_anchor_share = settings.measure_anchor_share
-        block = denoise_block(model, self.text_kv, cache, self.block_shape, self.sigmas, settings.seed, self.index,
-                              backend.device, backend.dtype)
-        share = cache.anchor_share()
-        cache.measure_anchor_share = False
-        denoised = time.perf_counter()
-        write_cache(model, self.text_kv, cache, block)
-        written = time.perf_counter()
+        block = chunk_step(backend.transformer, self.text_kv, cache, self.block_shape, self.sigmas, settings.seed,
+                           self.index, backend.device, backend.dtype)
+        stepped = time.perf_counter()
         content = block[:, :, self.state_frames:]
         self.window_latents.append(content)
         frames = self.decoder.decode_to_uint8(content)  # the state is never decoded
@@ -171,10 +165,10 @@ class ChunkStream:
             self.anchor_latent = content[0, :, :settings.state_frames].cpu()
         result = ChunkResult(
             index=self.index, latents=content[0].cpu(), frames=frames, anchor_latent=self.anchor_latent,
-            anchor_attention_share=share,
+            anchor_attention_share=cache.anchor_share(),
             state_delta=None if previous is None else relative_change(self.anchor_latent, previous),
-            seconds={"switch": switched - started, "denoise": denoised - switched, "cache_write": written - denoised,
-                     "decode": decoded - written, "total": decoded - started},
+            seconds={"switch": switched - started, "step": stepped - switched, "decode": decoded - stepped,
+                     "total": decoded - started},
             prompt=self.prompt, switched=switching)
         self.index += 1
         return result

@@ -9,6 +9,7 @@ import torch
 from adastate.model import AnchorWindowCache, CacheLayout
 from adastate.sampling import write_cache
 from adastate.stream import ChunkStream, StreamSettings
+from adastate.train.rollout import self_forcing_rollout
 from reference_attention import RoleAttention, rollout_roles
 
 H, W = 2, 3  # token grid per frame (latents 4 x 6, patch 2)
@@ -128,11 +129,32 @@ def test_chunk_results_carry_the_observables(test_backend):
     for r in results[1:]:
         assert 0.0 < r.anchor_attention_share < 1.0
         assert r.state_delta > 0.0
-        assert set(r.seconds) == {"switch", "denoise", "cache_write", "decode", "total"}
+        assert set(r.seconds) == {"switch", "step", "decode", "total"}
         assert r.record()["prompt"] == "hills" and r.record()["switched"] is False
         assert r.record()["index"] == r.index
     static = list(ChunkStream(test_backend, "hills", StreamSettings(anchor="static", chunks=3)))
     assert [r.state_delta for r in static[1:]] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("anchor", ["adaptive", "static"])
+def test_training_rollout_is_exactly_the_stream(test_backend, anchor):
+    """What is trained is what streams: the Self-Forcing rollout without gradients, running every
+    step, makes exactly `ChunkStream`'s chunks for the same seed (past the window, W = 1).
+
+    Measuring the anchor share widens the attention's values by a channel, which changes float
+    rounding only (the training rollout does not measure)."""
+    def streamed(measure):
+        settings = StreamSettings(anchor=anchor, chunks=4, seed=5, measure_anchor_share=measure)
+        chunks = ChunkStream(test_backend, "a forest", settings)
+        return chunks, torch.cat([r.latents for r in chunks], dim=1)
+
+    chunks, exact = streamed(False)
+    settings = chunks.settings
+    with torch.no_grad():
+        rolled = self_forcing_rollout(test_backend.transformer, chunks.text_kv, settings.layout, chunks.block_shape,
+                                      settings.chunks, chunks.sigmas, settings.seed)[0]
+    assert torch.equal(rolled, exact)
+    assert torch.allclose(rolled, streamed(True)[1], atol=1e-5)
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -66,11 +66,29 @@ def test_gradients_flow_through_the_state_recurrence(test_model):
 
 def test_self_forcing_rollout_backpropagates(test_model):
     kv = test_model.encode_text(torch.randn(1, 5, 32))
-    video = self_forcing_rollout(test_model, kv, CacheLayout(2, 1, 1), True, 3, (1, 4, 3, 4, 6),
-                                 shifted_sigmas(), seed=0, generator=torch.Generator().manual_seed(0))
+    video = self_forcing_rollout(test_model, kv, CacheLayout(2, 1, 1), (1, 4, 3, 4, 6), 3, shifted_sigmas(),
+                                 seed=0, generator=torch.Generator().manual_seed(0))
     assert video.shape == (1, 4, 6, 4, 6) and video.requires_grad
     video.square().mean().backward()
     assert test_model.blocks[0].attn1.to_q.weight.grad.abs().sum() > 0
+
+
+def test_rollout_carries_gradients_on_its_last_chunks_only(test_model):
+    """Context chunks run without gradients: the same chunks, but a loss on them reaches no weight."""
+    kv = test_model.encode_text(torch.randn(1, 5, 32))
+
+    def rollout(grad_chunks):
+        return self_forcing_rollout(test_model, kv, CacheLayout(2, 1, 1), (1, 4, 3, 4, 6), 4, shifted_sigmas(),
+                                    seed=0, generator=torch.Generator().manual_seed(0), grad_chunks=grad_chunks)
+
+    video = rollout(2)
+    assert torch.equal(video, rollout(None))
+    weight = test_model.blocks[0].attn1.to_q.weight
+    context, = torch.autograd.grad(video[:, :, :4].square().sum(), weight, retain_graph=True)
+    late, = torch.autograd.grad(video[:, :, 4:].square().sum(), weight)
+    assert context.abs().sum() == 0 and late.abs().sum() > 0
+    with pytest.raises(ValueError, match="grad_chunks"):
+        rollout(5)
 
 
 @pytest.fixture
@@ -108,7 +126,7 @@ def test_stages_learn_and_resume(clips, tmp_path):
 
     dmd = tmp_path / "dmd"
     train(config("dmd", dmd, data=str(clips), init=str(tmp_path / "causal-adaptive"), teacher=str(teacher),
-                 steps=4, lr=1e-4, fake_updates=3))
+                 steps=4, lr=1e-4, fake_updates=3, rollout_chunks=5))
     fake = losses(dmd, "fake")
     assert len(losses(dmd, "dmd")) == 4 and len(fake) == 4
     assert (dmd / "transformer" / "diffusion_pytorch_model.safetensors").is_file()

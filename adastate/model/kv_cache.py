@@ -182,7 +182,8 @@ class AnchorWindowCache:
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
 
         n_anchor = self.anchor[layer][0].shape[1] if self.anchor[layer] is not None else 0
-        if not (self.measure_anchor_share and n_anchor):
+        # the share is the denoising passes', not the cache-writing pass's (on the clean block)
+        if not (self.measure_anchor_share and n_anchor and self._captured is None):
             return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
         # One extra value channel that is 1 on anchor keys: its output is the attention mass
         # each query puts on the anchor slot, measured by the same kernel that attends.

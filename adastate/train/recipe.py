@@ -43,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     anchor: str = "adaptive"       # causal / dmd: which student
     chunks: int = 4                # clip / rollout length in chunks (longer than the window)
+    rollout_chunks: int = 0        # dmd: roll out up to this many chunks, DMD (and gradients) on the last `chunks`
+                                   # of a rollout of random length from `chunks` on (0: exactly `chunks`)
     chunk_frames: int = 3
     window_chunks: int = 1
     alpha: float = 2.0             # horizon weight exponent (paper: 2 best at 5 s, 4 at 30 s)
@@ -310,11 +312,21 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
     sigmas = shifted_sigmas()
     weights = horizon_weights(config.chunks * config.chunk_frames, config.alpha)
     block_shape = (config.batch_size, clip[1], config.chunk_frames + (1 if adaptive else 0), clip[3], clip[4])
+    longest = config.rollout_chunks or config.chunks
+    if longest < config.chunks:
+        raise ValueError(f"rollout_chunks must be 0 or at least chunks ({config.chunks}), got {config.rollout_chunks}")
 
     def rollout(text, step):
+        """The student's last `chunks` chunks of a rollout that ends at a random chunk up to `rollout_chunks`
+        (the chunks before them are context without gradients): so it learns to keep going past the window."""
+        length = config.chunks
+        if longest > config.chunks:
+            length = int(torch.randint(config.chunks, longest + 1, (1,), generator=generator))
         model = accelerator.unwrap_model(student)
-        return self_forcing_rollout(model, model.encode_text(text), layout, adaptive, config.chunks,
-                                    block_shape, sigmas, seed=config.seed * 1_000_003 + step, generator=generator)
+        video = self_forcing_rollout(model, model.encode_text(text), layout, block_shape, length, sigmas,
+                                     seed=config.seed * 1_000_003 + step, generator=generator,
+                                     grad_chunks=config.chunks)
+        return video[:, :, -config.chunks * config.chunk_frames:]
 
     def step_fn(step):
         _, text = next(data)
@@ -329,7 +341,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
             fake_loss = flow_matching_loss(fake(noised(video, noise, sigma), 1000 * sigma, text).sample, video, noise)
             optimise(accelerator, fake_opt, fake_loss, fake)
             losses["fake"] = fake_loss
-        # student: DMD through the whole rollout, horizon weighted
+        # student: DMD through the chunks that carry gradients, horizon weighted
         video = rollout(text, step)
         sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98)
         noise = torch.randn(video.shape, generator=generator)

@@ -7,7 +7,7 @@ self_forcing_rollout:  the student's own context, exactly as at inference (Self-
 import torch
 
 from ..model import AnchorWindowCache
-from ..sampling import denoise_block, write_cache
+from ..sampling import chunk_step, write_cache
 from .losses import flow_matching_loss, noised
 
 
@@ -35,21 +35,29 @@ def teacher_forced_loss(model, text_kv, video, layout, adaptive: bool, sigma_sam
     return torch.stack(losses).mean()
 
 
-def self_forcing_rollout(model, text_kv, layout, adaptive: bool, chunks: int, block_shape, sigmas,
-                         seed: int, generator: torch.Generator):
-    """Roll the student out chunk by chunk on its own outputs; content latents [B, C, chunks*F, h, w].
+def self_forcing_rollout(model, text_kv, layout, block_shape, chunks: int, sigmas, seed: int,
+                         generator: torch.Generator | None = None, grad_chunks: int | None = None):
+    """Roll the student out on its own outputs, exactly as `ChunkStream` streams (the same
+    `chunk_step`, the same noise for the same seed); content latents [B, C, chunks*F, h, w].
 
-    Per chunk one denoising step, drawn at random, carries gradients and its clean prediction is
-    the chunk. The cache write keeps gradients, so a loss on chunk i reaches the states of chunks
-    before it: backpropagation through the recurrence.
+    `block_shape` [B, C, state + F, h, w] holds the state frames (none: the static baseline).
+    Per chunk one denoising step, drawn at random from `generator`, is the last and carries
+    gradients; its clean prediction is the chunk (no generator: every step, as when streaming).
+    Only the last `grad_chunks` chunks (default: all) carry gradients; those before them are
+    context, rolled out without. The cache write keeps gradients, so a loss on chunk i reaches
+    the states of the gradient-carrying chunks before it: backpropagation through the recurrence.
     """
-    state = layout.anchor_frames if adaptive else 0
-    cache = AnchorWindowCache.for_model(model, layout, block_shape[-2], block_shape[-1])
+    grad_chunks = chunks if grad_chunks is None else grad_chunks
+    if not 1 <= grad_chunks <= chunks:
+        raise ValueError(f"grad_chunks must be from 1 to {chunks}, got {grad_chunks}")
+    parameter = next(model.parameters())
+    cache = AnchorWindowCache.for_model(model, layout, block_shape[-2], block_shape[-1], parameter.device)
+    state = block_shape[2] - layout.chunk_frames
     outputs = []
     for i in range(chunks):
-        cache.begin_block(state)
-        exit_step = int(torch.randint(len(sigmas), (1,), generator=generator))
-        clean = denoise_block(model, text_kv, cache, block_shape, sigmas, seed, i, last_step=exit_step)
-        write_cache(model, text_kv, cache, clean)
+        exit_step = None if generator is None else int(torch.randint(len(sigmas), (1,), generator=generator))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and i >= chunks - grad_chunks):
+            clean = chunk_step(model, text_kv, cache, block_shape, sigmas, seed, i, parameter.device,
+                               parameter.dtype, exit_step)
         outputs.append(clean[:, :, state:])
     return torch.cat(outputs, dim=2)
