@@ -26,7 +26,11 @@ def inputs(config, frames=5, height=8, width=6):
     return x, t, text
 
 
-@pytest.mark.parametrize("config", [TEST_CONFIG, TINY_CONFIG], ids=["test", "tiny"])
+# the embedded model's size, without its one addition to Wan (the pooled-prompt modulation)
+WAN_TINY = {k: v for k, v in TINY_CONFIG.items() if k != "pooled_text_dim"}
+
+
+@pytest.mark.parametrize("config", [TEST_CONFIG, WAN_TINY], ids=["test", "tiny"])
 def test_full_forward_equals_diffusers(config):
     torch.manual_seed(0)
     reference = WanTransformer3DModel(**config).eval()
@@ -68,3 +72,21 @@ def test_the_parity_check_can_fail(reference):
 def test_image_conditioned_configs_are_refused():
     with pytest.raises(ValueError, match="I2V"):
         CausalWanTransformer(**{**TEST_CONFIG, "image_dim": 16, "added_kv_proj_dim": 16})
+
+
+def test_pooled_prompt_modulation_starts_as_plain_wan_and_then_hears_the_prompt():
+    torch.manual_seed(0)
+    plain = CausalWanTransformer(**TEST_CONFIG).eval()
+    pooled = CausalWanTransformer(**TEST_CONFIG, pooled_text_dim=TEST_CONFIG["text_dim"]).eval()
+    missing = pooled.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["condition_embedder.pooled_text_proj.bias", "condition_embedder.pooled_text_proj.weight"]
+    x, t, text = inputs(TEST_CONFIG)
+    with torch.no_grad():
+        assert torch.equal(pooled(x, t, text).sample, plain(x, t, text).sample)  # zero-initialised
+        torch.nn.init.normal_(pooled.condition_embedder.pooled_text_proj.weight)
+        assert relative_error(pooled(x, t, text).sample, plain(x, t, text).sample) > 1e-2
+        # the pool is a mean over real tokens: zero padding changes nothing, a dropped caption pools to 0
+        padded = torch.cat([text, torch.zeros(2, 5, TEST_CONFIG["text_dim"])], dim=1)
+        assert torch.allclose(pooled.encode_text(padded).pooled, pooled.encode_text(text).pooled, atol=1e-6)
+        bias = pooled.condition_embedder.pooled_text_proj.bias
+        assert torch.equal(pooled.encode_text(torch.zeros_like(text)).pooled, bias.expand(2, -1))

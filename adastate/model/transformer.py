@@ -27,11 +27,12 @@ WAN_1_3B_CONFIG = dict(
 )
 
 # The embedded CPU model: same architecture, sized to stream faster than real time on 2 cores.
-# text_dim 384 is all-MiniLM-L6-v2's hidden size; 12 latent channels is the embedded VAE's.
+# text_dim 384 is all-MiniLM-L6-v2's hidden size; 12 latent channels is the embedded VAE's. The
+# pooled prompt also modulates every block (see `pooled_text_dim`).
 TINY_CONFIG = dict(
     patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=48, in_channels=12, out_channels=12,
     text_dim=384, freq_dim=64, ffn_dim=512, num_layers=6, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
+    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024, pooled_text_dim=384,
 )
 
 
@@ -182,8 +183,10 @@ class CausalWanBlock(nn.Module):
 
 @dataclass
 class TextKV:
-    """Cross-attention keys/values of one prompt, per layer: computed once, reused every chunk."""
+    """Cross-attention keys/values of one prompt, per layer: computed once, reused every chunk.
+    `pooled`: the prompt's embedding for the time modulation (models with `pooled_text_dim`)."""
     layers: list
+    pooled: torch.Tensor | None = None
 
 
 class CausalWanTransformer(ModelMixin, ConfigMixin):
@@ -212,6 +215,7 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         added_kv_proj_dim: int | None = None,
         rope_max_seq_len: int = 1024,
         pos_embed_seq_len: int | None = None,
+        pooled_text_dim: int | None = None,
     ):
         super().__init__()
         if image_dim is not None or added_kv_proj_dim is not None:
@@ -230,6 +234,14 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         self.condition_embedder.text_embedder = nn.Module()
         self.condition_embedder.text_embedder.linear_1 = nn.Linear(text_dim, dim)
         self.condition_embedder.text_embedder.linear_2 = nn.Linear(dim, dim)
+        if pooled_text_dim is not None:
+            # Not in Wan: the mean of the prompt's token states, added to the time embedding, so
+            # every block's modulation hears the prompt. A tiny model learns global attributes
+            # (pan direction, speed) through cross-attention alone too slowly. Zero-initialised:
+            # training starts from the plain Wan block.
+            self.condition_embedder.pooled_text_proj = nn.Linear(pooled_text_dim, dim)
+            nn.init.zeros_(self.condition_embedder.pooled_text_proj.weight)
+            nn.init.zeros_(self.condition_embedder.pooled_text_proj.bias)
         self.blocks = nn.ModuleList(
             CausalWanBlock(dim, ffn_dim, num_attention_heads, cross_attn_norm, eps) for _ in range(num_layers))
         self.norm_out = LayerNorm32(dim, eps, elementwise_affine=False)
@@ -248,13 +260,21 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         """Project text states once into every layer's cross-attention keys and values."""
         emb = self.condition_embedder.text_embedder
         context = emb.linear_2(F.gelu(emb.linear_1(encoder_hidden_states), approximate="tanh"))
-        return TextKV([block.attn2.project_kv(context) for block in self.blocks])
+        pooled = None
+        if self.config.pooled_text_dim is not None:
+            # mean over real tokens: prompts are zero-padded, and a dropped caption is all zeros
+            real = (encoder_hidden_states.abs().sum(-1, keepdim=True) > 0).to(encoder_hidden_states.dtype)
+            mean = (encoder_hidden_states * real).sum(1) / real.sum(1).clamp_min(1)
+            pooled = self.condition_embedder.pooled_text_proj(mean)
+        return TextKV([block.attn2.project_kv(context) for block in self.blocks], pooled)
 
-    def _time_embedding(self, timestep: torch.Tensor, dtype):
+    def _time_embedding(self, timestep: torch.Tensor, dtype, pooled_text: torch.Tensor | None = None):
         emb = self.condition_embedder
         freq = sinusoidal_embedding(timestep, self.config.freq_dim)
         lin1 = emb.time_embedder.linear_1
         temb = emb.time_embedder.linear_2(F.silu(lin1(freq.to(lin1.weight.dtype)))).to(dtype)
+        if pooled_text is not None:
+            temb = temb + pooled_text[:, None].to(dtype)
         modulation = emb.time_proj(F.silu(temb))
         return temb, modulation.unflatten(-1, (6, -1))
 
@@ -270,7 +290,7 @@ class CausalWanTransformer(ModelMixin, ConfigMixin):
         x = self.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
         if timestep.ndim == 1:
             timestep = timestep[:, None]  # one timestep for all tokens of a sample
-        temb, modulation = self._time_embedding(timestep, x.dtype)
+        temb, modulation = self._time_embedding(timestep, x.dtype, text_kv.pooled)
 
         for layer, block in enumerate(self.blocks):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
