@@ -11,6 +11,7 @@ from adastate.model import AnchorWindowCache, CacheLayout, CausalWanTransformer
 from adastate.sampling import denoise_block, shifted_sigmas, write_cache
 from adastate.train.losses import dmd_loss, horizon_weights
 from adastate.train.recipe import TrainConfig, train
+from adastate.vae import TINY_VAE_CONFIG
 from adastate.train.rollout import self_forcing_rollout
 from conftest import TEST_CONFIG
 
@@ -103,6 +104,10 @@ def clips(tmp_path):
     return tmp_path
 
 
+# the embedded VAE's architecture at test width
+TEST_VAE_CONFIG = dict(TINY_VAE_CONFIG, hidden_channels=[16, 16], res_blocks=1)
+
+
 def losses(folder, key="loss"):
     return [json.loads(line)[key] for line in (folder / "log.jsonl").read_text().splitlines() if key in line]
 
@@ -137,8 +142,8 @@ def test_stages_learn_and_resume(clips, tmp_path):
 
     # ship: the student and a VAE in one folder that the tiny backend loads, with a model card
     vae = tmp_path / "vae"
-    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), size=16, batch_size=2, steps=2,
-                      log_every=1))
+    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), vae_model=TEST_VAE_CONFIG, size=16,
+                      batch_size=2, steps=2, log_every=1))
     shipped = tmp_path / "shipped"
     train(TrainConfig(stage="ship", out=str(shipped), init=str(dmd), vae=str(vae), anchor="adaptive"))
     card = (shipped / "README.md").read_text()
@@ -150,8 +155,8 @@ def test_stages_learn_and_resume(clips, tmp_path):
 
 def test_vae_and_data_stages(tmp_path):
     vae = tmp_path / "vae"
-    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), size=16, batch_size=4, steps=40,
-                      lr=2e-3, log_every=1, save_every=1000))
+    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), vae_model=TEST_VAE_CONFIG, size=16,
+                      batch_size=4, steps=40, lr=2e-3, log_every=1, save_every=1000))
     curve = losses(vae, "l1")
     assert sum(curve[-5:]) / 5 < 0.8 * sum(curve[:5]) / 5, curve
     assert len(json.loads((vae / "vae" / "config.json").read_text())["latent_std"]) == TEST_CONFIG["in_channels"]

@@ -16,6 +16,7 @@ checkpoints every `save_every` steps into its folder, and resumes from the last 
 
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
 from ..sampling import DEFAULT_SHIFT, shifted_sigmas
-from ..vae import TinyVideoVAE, frames_to_video
+from ..vae import TINY_VAE_CONFIG, TinyVideoVAE, frames_to_video
 from .losses import dmd_loss, flow_matching_loss, horizon_weights, noised
 from .rollout import self_forcing_rollout, teacher_forced_loss
 
@@ -59,14 +60,23 @@ class TrainConfig:
     init: str = ""                 # causal: the teacher; dmd: the causal student
     teacher: str = ""              # dmd: the teacher (real score, and the fake score's start)
     model: dict = field(default_factory=lambda: dict(TINY_CONFIG))
+    vae_model: dict = field(default_factory=lambda: dict(TINY_VAE_CONFIG))  # vae: architecture
+    edge_weight: float = 1.0       # vae: L1 on image gradients and frame differences (sharp, moving)
+    sigma_shift: float = DEFAULT_SHIFT  # teacher: training noise levels warped by this shift
+    logit_normal: bool = False     # teacher: logit-normal instead of uniform noise levels
+    ema: float = 0.0               # teacher: decay of an EMA of the weights, saved as the model (0: none)
+    warmup: int = 0                # steps of linear learning-rate warm-up
+    lr_floor: float = 1.0          # cosine decay to lr * lr_floor at the last step (1: constant)
     save_every: int = 100
     log_every: int = 10
 
 
-def sample_sigmas(batch: int, generator: torch.Generator | None = None, shift: float = DEFAULT_SHIFT) -> torch.Tensor:
-    """Training noise levels: uniform u warped by the sampling shift, so training spends its
-    effort where the few sampling steps are."""
-    u = torch.rand(batch, generator=generator)
+def sample_sigmas(batch: int, generator: torch.Generator | None = None, shift: float = DEFAULT_SHIFT,
+                  logit_normal: bool = False) -> torch.Tensor:
+    """Training noise levels: u uniform (or logit-normal: most draws mid-range, where a small
+    model's learning signal is) warped by the sampling shift, so training spends its effort where
+    the sampling steps are."""
+    u = torch.sigmoid(torch.randn(batch, generator=generator)) if logit_normal else torch.rand(batch, generator=generator)
     return shift * u / (1 + (shift - 1) * u)
 
 
@@ -127,11 +137,20 @@ def load_clips(folder: str) -> dict:
     return load_file(Path(folder) / "clips.safetensors")
 
 
-def batches(clips: dict, batch_size: int, generator: torch.Generator):
-    n = clips["latents"].shape[0]
+def batches(clips: dict, batch_size: int, generator: torch.Generator, frames: int | None = None):
+    """Endless random batches of (latents, caption states): `frames`-long windows (default: whole
+    clips) starting anywhere in the stored clips, in float32."""
+    latents, text = clips["latents"], clips["text"]
+    text_index = clips.get("text_index", torch.arange(len(text)))
+    n, stored = latents.shape[0], latents.shape[2]
+    frames = frames or stored
+    if frames > stored:
+        raise ValueError(f"clips of {frames} latent frames were asked for; the data holds {stored}")
     while True:
-        index = torch.randint(n, (batch_size,), generator=generator)
-        yield clips["latents"][index], clips["text"][index]
+        index = torch.randint(n, (batch_size,), generator=generator).tolist()
+        start = torch.randint(stored - frames + 1, (batch_size,), generator=generator).tolist()
+        window = torch.stack([latents[i, :, s:s + frames] for i, s in zip(index, start)])
+        yield window.float(), text[text_index[index]].float()
 
 
 def drop_captions(text: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -139,11 +158,21 @@ def drop_captions(text: torch.Tensor, p: float, generator: torch.Generator) -> t
     return text * keep[:, None, None]
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to `lr_floor` of the peak."""
+    progress = max(0, step - config.warmup) / max(1, config.steps - config.warmup)
+    decay = config.lr_floor + (1 - config.lr_floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * min(1.0, step / max(1, config.warmup)) * decay
+
+
 def loop(run: Run, accelerator: Accelerator, models: dict, optimizers: dict, step_fn):
     """Run `step_fn(step) -> dict of losses` from the last checkpoint to config.steps."""
     config = run.config
     start = run.resume(models, optimizers)
     for step in range(start + 1, config.steps + 1):
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
         losses = step_fn(step)
         if step % config.log_every == 0 or step == config.steps:
             run.log(step, **{k: float(v.detach()) for k, v in losses.items()})
@@ -160,12 +189,18 @@ def optimise(accelerator, optimizer, loss, model):
 
 # -- stages -------------------------------------------------------------------------------------
 
+def image_gradients(video: torch.Tensor) -> list[torch.Tensor]:
+    """Differences along x, y and time of video [B, 3, T, H, W]: edges, texture and motion."""
+    return [video.diff(dim=-1), video.diff(dim=-2), video.diff(dim=2)]
+
+
 def train_vae(config: TrainConfig, accelerator: Accelerator):
     from ..data import World, sample_world_spec
 
     run = Run(config)
     generator = torch.Generator().manual_seed(config.seed)
-    vae = TinyVideoVAE(latent_channels=config.model["in_channels"])
+    torch.manual_seed(config.seed)
+    vae = TinyVideoVAE(latent_channels=config.model["in_channels"], **config.vae_model)
     tf = vae.config.temporal_factor
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr)
     vae, optimizer = accelerator.prepare(vae, optimizer)
@@ -174,7 +209,7 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
         clips = []
         for _ in range(config.batch_size):
             seed = int(torch.randint(10**9, (1,), generator=generator))
-            start = int(torch.randint(5000, (1,), generator=generator))
+            start = int(torch.randint(20000, (1,), generator=generator))
             frames = World(sample_world_spec(seed, config.size, config.size)).render(start, tf)
             clips.append(frames_to_video(frames))
         return torch.stack(clips).to(accelerator.device)
@@ -186,10 +221,12 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
         recon = model.decode(z)  # latent statistics are still 0 / 1 while training
         reconstruction = (recon - video).abs().mean()
+        edges = sum((a - b).abs().mean() for a, b in zip(image_gradients(recon), image_gradients(video)))
         kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
-        loss = reconstruction + 1e-4 * kl
+        loss = reconstruction + config.edge_weight * edges + 1e-4 * kl
         optimise(accelerator, optimizer, loss, vae)
-        return {"loss": loss, "l1": reconstruction, "kl": kl}
+        psnr = 10 * torch.log10(4 / ((recon.detach() - video) ** 2).mean())  # peak-to-peak 2 in [-1, 1]
+        return {"loss": loss, "l1": reconstruction, "edges": edges, "kl": kl, "psnr": psnr}
 
     loop(run, accelerator, {"vae": vae}, {"vae": optimizer}, step_fn)
     # Normalise latents to zero mean / unit std per channel, measured on fresh clips.
@@ -220,7 +257,7 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
     encoder = MiniLMTextEncoder()
     generator = torch.Generator().manual_seed(config.seed)
     frames = config.chunks * config.chunk_frames * vae.config.temporal_factor
-    latents, texts, captions = [], [], []
+    latents, captions = [], []
     with torch.no_grad():
         for i in range(config.clips):
             seed = int(torch.randint(10**9, (1,), generator=generator))
@@ -231,12 +268,15 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
             if config.mirror:
                 views.append((video.flip(-1), replace(spec, direction=-spec.direction)))
             for view, view_spec in views:
-                latents.append(vae.encode(view[None])[0])
+                latents.append(vae.encode(view[None])[0].half())
                 captions.append(caption(view_spec, seed))
-                texts.append(encoder(captions[-1])[0])
             if (i + 1) % 50 == 0:
                 run.log(i + 1, clips=i + 1)
-    save_file({"latents": torch.stack(latents).contiguous(), "text": torch.stack(texts).contiguous()},
+        # captions repeat (a few wordings of a few attributes): encode each distinct one once
+        distinct = sorted(set(captions))
+        text = torch.stack([encoder(c)[0] for c in distinct]).half()
+    text_index = torch.tensor([distinct.index(c) for c in captions])
+    save_file({"latents": torch.stack(latents).contiguous(), "text": text.contiguous(), "text_index": text_index},
               run.dir / "clips.safetensors")
     (run.dir / "captions.json").write_text(json.dumps(captions, indent=1))
 
@@ -246,21 +286,34 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     teacher = CausalWanTransformer(**config.model)
+    # with an EMA, the average is what later stages load (`transformer/`), the trained weights `online/`
+    ema = copy.deepcopy(teacher).requires_grad_(False) if config.ema else None
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=0.0)
     teacher, optimizer = accelerator.prepare(teacher, optimizer)
-    data = batches(load_clips(config.data), config.batch_size, generator)
+    data = batches(load_clips(config.data), config.batch_size, generator, config.chunks * config.chunk_frames)
 
     def step_fn(step):
         latents, text = next(data)
         text = drop_captions(text, config.caption_dropout, generator)
-        sigma = sample_sigmas(latents.shape[0], generator)
+        sigma = sample_sigmas(latents.shape[0], generator, config.sigma_shift, config.logit_normal)
         noise = torch.randn(latents.shape, generator=generator)
         velocity = teacher(noised(latents, noise, sigma), 1000 * sigma, text).sample
         loss = flow_matching_loss(velocity, latents, noise)
         optimise(accelerator, optimizer, loss, teacher)
+        if ema is not None:
+            update_ema(ema, accelerator.unwrap_model(teacher), min(config.ema, (1 + step) / (10 + step)))
         return {"loss": loss}
 
-    loop(run, accelerator, {"transformer": teacher}, {"transformer": optimizer}, step_fn)
+    if ema is None:
+        loop(run, accelerator, {"transformer": teacher}, {"transformer": optimizer}, step_fn)
+    else:
+        loop(run, accelerator, {"transformer": ema, "online": teacher}, {"online": optimizer}, step_fn)
+
+
+@torch.no_grad()
+def update_ema(ema, model, decay: float):
+    for average, weight in zip(ema.parameters(), model.parameters()):
+        average.lerp_(weight, 1 - decay)
 
 
 def layout_of(config: TrainConfig) -> CacheLayout:
