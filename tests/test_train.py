@@ -104,6 +104,23 @@ def clips(tmp_path):
     return tmp_path
 
 
+def test_teacher_ema_is_what_later_stages_load_and_it_resumes(clips, tmp_path):
+    """With an EMA, transformer/ holds the average (what causal/dmd load), online/ the trained weights."""
+    teacher = tmp_path / "teacher"
+    train(config("teacher", teacher, data=str(clips), steps=6, lr=3e-3, ema=0.9, chunks=2, logit_normal=True,
+                 sigma_shift=2.0))
+    average = load_file(teacher / "transformer" / "diffusion_pytorch_model.safetensors")
+    online = load_file(teacher / "online" / "diffusion_pytorch_model.safetensors")
+    name = "blocks.0.attn1.to_q.weight"
+    assert not torch.equal(average[name], online[name])
+    torch.manual_seed(0)  # the initial weights, as the stage draws them
+    initial = CausalWanTransformer(**TEST_CONFIG).state_dict()[name]
+    # the average lags behind the trained weights: it lies between the start and them
+    assert (average[name] - initial).norm() < (online[name] - initial).norm()
+    train(config("teacher", teacher, data=str(clips), steps=8, lr=3e-3, ema=0.9, chunks=2))
+    assert [json.loads(line)["step"] for line in (teacher / "log.jsonl").read_text().splitlines()][-2:] == [7, 8]
+
+
 # the embedded VAE's architecture at test width
 TEST_VAE_CONFIG = dict(TINY_VAE_CONFIG, hidden_channels=[16, 16], res_blocks=1)
 
@@ -113,8 +130,8 @@ def losses(folder, key="loss"):
 
 
 def config(stage, out, **kw):
-    return TrainConfig(stage=stage, out=str(out), model=dict(TEST_CONFIG), chunks=3, chunk_frames=2,
-                       batch_size=4, log_every=1, save_every=1000, **kw)
+    return TrainConfig(**{"stage": stage, "out": str(out), "model": dict(TEST_CONFIG), "chunks": 3, "chunk_frames": 2,
+                          "batch_size": 4, "log_every": 1, "save_every": 1000, **kw})
 
 
 def test_stages_learn_and_resume(clips, tmp_path):
