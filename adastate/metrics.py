@@ -218,7 +218,7 @@ def colour_distance(frames_a: np.ndarray, frames_b: np.ndarray, value_bins: int 
     The default leaves brightness out: that is the measure that gives the 0.09 the progression
     issue quotes for the worlds before they progressed (first vs last 4 of 40 chunks, averaged over
     random worlds), so it is the one its targets are set in. With `value_bins=4` a change of
-    light counts too; the same old worlds measure 0.29 with it (benchmarks/worlds.py reports both).
+    light counts too; the same old worlds measure 0.26–0.29 with it (benchmarks/worlds.py reports both).
     """
     def histogram(frames):
         pixels = np.asarray(frames, dtype=np.uint8).reshape(-1, 1, 3)
