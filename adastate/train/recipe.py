@@ -269,7 +269,7 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
                 views.append((video.flip(-1), replace(spec, direction=-spec.direction)))
             for view, view_spec in views:
                 latents.append(vae.encode(view[None])[0].half())
-                captions.append(caption(view_spec, seed))
+                captions.append(caption(view_spec, seed, start=start, frames=frames))  # what this clip shows
             if (i + 1) % 50 == 0:
                 run.log(i + 1, clips=i + 1)
         # captions repeat (a few wordings of a few attributes): encode each distinct one once
