@@ -6,8 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from .backends import BACKENDS
+from .backends import BACKENDS, DEVICE_ENV
 from .stream import ANCHOR_MODES, MAX_CHUNKS, RECACHE_ON_SWITCH
+
+DEVICE_HELP = f"cpu or cuda (default: ${DEVICE_ENV}, else cpu for tiny and cuda for wan)"
 
 
 def write_json(path, data):
@@ -74,6 +76,7 @@ def generate(args) -> int:
 
     config = {"prompt": chunks.prompt, "anchor": settings.anchor, "chunks": settings.chunks - chunks.index,
               "first_chunk": chunks.index, "seed": settings.seed, "backend": backend.name,
+              "device": str(backend.device),
               "checkpoint": str(args.checkpoint) if args.checkpoint else None,
               "resumed_from": str(args.resume) if args.resume else None, "state_only": args.state_only,
               "prompt_at": {str(k): v for k, v in options["prompt_schedule"].items()},
@@ -189,7 +192,7 @@ def main(argv=None) -> int:
     g.add_argument("--window", type=int, default=1, help="previous chunks kept in the rolling window")
     g.add_argument("--steps", type=int, nargs="+", default=[1000, 750, 500, 250],
                    help="denoising timesteps before the shift, decreasing, in (0, 1000]")
-    g.add_argument("--device", default=None, help="torch device (default: cpu for tiny, cuda for wan)")
+    g.add_argument("--device", default=None, help=DEVICE_HELP)
     g.set_defaults(run=generate)
 
     add_train_parser(sub)
@@ -204,7 +207,7 @@ def main(argv=None) -> int:
     e.add_argument("--backend", choices=BACKENDS, default=None)
     e.add_argument("--adaptive-checkpoint", help="weights for adaptive mode (default: the shipped model)")
     e.add_argument("--static-checkpoint", help="weights for static mode (default: the shipped model)")
-    e.add_argument("--device", default=None)
+    e.add_argument("--device", default=None, help=DEVICE_HELP)
     e.set_defaults(run=evaluate)
 
     b = sub.add_parser("bench", help="latency, memory, FLOP/s and frame-rate benchmarks")

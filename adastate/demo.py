@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import load_backend_or_fallback
+from .backends import load_backend, load_backend_or_fallback, requested_device
 from .metrics import motion_magnitude
 from .scene import read_scene, resume_stream, save_scene, snapshot
 from .sampling import timesteps
@@ -61,19 +61,27 @@ def settings_from_inputs(seed, chunks, anchor, steps=4, window=1) -> StreamSetti
 
 class Backends:
     """One loaded backend per anchor mode (the embedded model ships one per mode), loaded on
-    first use and shared read-only by all sessions."""
+    first use and shared read-only by all sessions.
 
-    def __init__(self, name: str | None = None, checkpoint: str | None = None):
+    With no device named (`device`, else $ADASTATE_DEVICE), a backend that cannot run here (no
+    GPU, no Hub, a bad checkpoint) gives way to the embedded model, with a notice: the Space stays
+    up. A device named on purpose gets the requested backend on it, or its error, never a fallback.
+    """
+
+    def __init__(self, name: str | None = None, checkpoint: str | None = None, device=None):
         self.name = name or os.environ.get("ADASTATE_BACKEND", "tiny")
         self.checkpoint = checkpoint or os.environ.get("ADASTATE_CHECKPOINT") or None
+        self.device = requested_device(device)  # a bad $ADASTATE_DEVICE stops the app at start-up
         self.loaded, self.lock = {}, threading.Lock()
 
     def get(self, anchor: str):
         with self.lock:
             if anchor not in self.loaded:
-                # no GPU, no Hub, a bad checkpoint: keep serving, with the embedded model and a notice
-                backend, notice = load_backend_or_fallback(self.name, self.checkpoint, None, anchor)
-                backend.notice = notice
+                if self.device is None:
+                    backend, notice = load_backend_or_fallback(self.name, self.checkpoint, None, anchor)
+                    backend.notice = notice
+                else:
+                    backend = load_backend(self.name, self.checkpoint, self.device, anchor)
                 self.loaded[anchor] = backend
             return self.loaded[anchor]
 

@@ -108,8 +108,7 @@ class ChunkStream:
         self.block_shape = (1, backend.latent_channels, self.state_frames + settings.chunk_frames,
                             backend.latent_height, backend.latent_width)
         # a decoder of this stream's own: a causal VAE (Wan's) carries a cache from chunk to chunk
-        open_stream = getattr(backend.vae, "open_stream", None)
-        self.decoder = open_stream() if open_stream else backend.vae
+        self.decoder = backend.vae.open_stream()
         self.index = 0
         self.anchor_latent = None
         self.window_latents = deque(maxlen=settings.window_chunks)  # clean content of the window, for re-caching

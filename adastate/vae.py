@@ -12,7 +12,13 @@ level down to the latent's; `res_blocks` residual blocks sit at every level. The
 embedded VAE (one width, no residual blocks, 4 frames per latent frame) decoded each group of 4
 panning frames as nearly one picture; less temporal folding, residual blocks and an edge loss
 keep per-frame motion and texture (benchmarks/vae.py).
+
+`VideoVAE` is the one interface every backend's VAE implements and the stream, the demo and the
+pictures use: where its weights live (`device`, `dtype`), its sizes (`config`), `open_stream()` for
+one video's chunks in order, and `decode_to_uint8` for latents that are a video of their own.
 """
+
+from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
@@ -30,6 +36,38 @@ def frames_to_video(frames: np.ndarray) -> torch.Tensor:
 def video_to_frames(video: torch.Tensor) -> np.ndarray:
     """Video [3, T, H, W] in [-1, 1] → uint8 RGB frames [T, H, W, 3]."""
     return ((video.float().permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().cpu().numpy()
+
+
+class VideoDecoder(ABC):
+    """Normalised latents → video, on the device and in the dtype of its weights."""
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B, C, f, h, w] on `device` in `dtype` → video [B, 3, T, H, W] in [-1, 1]."""
+
+    @torch.no_grad()
+    def decode_to_uint8(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents [1, C, f, h, w] on any device, in any dtype → RGB frames uint8 [T, H, W, 3]."""
+        return video_to_frames(self.decode(latents.to(self.device, self.dtype))[0])
+
+
+class VideoVAE(VideoDecoder):
+    """A backend's VAE. `decode` decodes latents as a complete video of their own; `config` has
+    `temporal_factor` (video frames per latent frame), `spatial_factor` and `latent_channels`."""
+
+    def open_stream(self) -> VideoDecoder:
+        """A decoder for one video's latents, chunk after chunk, in order; every stream opens its
+        own. This default, the VAE itself, is right for a VAE that decodes each latent frame on its
+        own; a causal VAE (Wan's) returns a decoder that carries its cache from chunk to chunk."""
+        return self
 
 
 # The embedded VAE: 2 frames per latent frame, 4x smaller in space (16x16 latents at 64 px), pixels
@@ -68,7 +106,7 @@ def _decoder_levels(width: list[int], res_blocks: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class TinyVideoVAE(ModelMixin, ConfigMixin):
+class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
     @register_to_config
     def __init__(self, latent_channels: int = 8, temporal_factor: int = 4, spatial_factor: int = 4,
                  hidden_channels: int | list = 64, res_blocks: int = 0, patch_size: int = 1,
@@ -117,8 +155,3 @@ class TinyVideoVAE(ModelMixin, ConfigMixin):
         x = F.pixel_shuffle(self.decoder(z), self.config.patch_size)
         x = x.reshape(b, f, tf, 3, *x.shape[-2:]).permute(0, 3, 1, 2, 4, 5)
         return x.reshape(b, 3, f * tf, *x.shape[-2:]).clamp(-1, 1)
-
-    @torch.no_grad()
-    def decode_to_uint8(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents [1, C, f, h, w] → RGB frames uint8 [f * temporal_factor, H, W, 3]."""
-        return video_to_frames(self.decode(latents.to(self.dtype))[0])

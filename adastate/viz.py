@@ -9,6 +9,8 @@ state would look like if it were rendered — which it never is.
 import numpy as np
 import torch
 
+from .vae import VideoVAE
+
 PANEL_SIZE = 128  # pixels: state pictures are upscaled (nearest) from the latent grid
 PLOTS = (("motion", "motion (px / frame)"), ("anchor_attention_share", "attention to the anchor slot"),
          ("state_delta", "anchor change since last chunk"))
@@ -37,11 +39,9 @@ def state_colors(latent: torch.Tensor) -> np.ndarray:
     return upscale(image)
 
 
-@torch.no_grad()
-def state_peek(vae, latent: torch.Tensor) -> np.ndarray:
-    """Decode the anchor latent [C, A, h, w] as if it were video; first decoded frame, upscaled."""
-    frames = vae.decode_to_uint8(latent[None].to(vae.device, vae.dtype))
-    return upscale(frames[0])
+def state_peek(vae: VideoVAE, latent: torch.Tensor) -> np.ndarray:
+    """Decode the anchor latent [C, A, h, w] as a video of its own; first decoded frame, upscaled."""
+    return upscale(vae.decode_to_uint8(latent[None])[0])
 
 
 def chunk_plots(records: dict):

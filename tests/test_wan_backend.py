@@ -12,26 +12,19 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing in this file may reach the Hub
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
-from adastate.backends import BackendUnavailable, load_backend, load_backend_or_fallback
+from adastate.backends import DEVICE_ENV, BackendUnavailable, load_backend, load_backend_or_fallback
 from adastate.backends import wan
 from adastate.checkpoints import CheckpointError
 from adastate.model import CausalWanTransformer
 from adastate.model.key_map import original_to_ours, ours_to_original, strip_wrappers
 from adastate.stream import ChunkStream, StreamSettings
+from conftest import TEST_CONFIG
+from tiny_wan import HEIGHT, WIDTH, tiny_pipeline
 
-# A tiny DiT whose text_dim is the tiny UMT5's d_model and whose in_channels is the tiny VAE's z_dim
-# (head_dim 24: 8 frame / 8 height / 8 width rotary channels).
-TEST_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=24, in_channels=4, out_channels=4,
-    text_dim=32, freq_dim=16, ffn_dim=64, num_layers=2, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64,
-)
-HEIGHT, WIDTH = 32, 48          # pixels; the tiny VAE downsamples 8x: 4x6 latents, 2x3 tokens a frame
 PROMPT = "a slow pan to the right across snowy hills"
-WORDS = "a the slow pan to right across snowy hills red car drives city at night".split()
 
 
 @pytest.fixture(autouse=True)
@@ -40,33 +33,10 @@ def one_thread(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     monkeypatch.setenv(wan.SIZE_ENV, f"{HEIGHT}x{WIDTH}")
-    for name in (wan.BASE_ENV, wan.CHECKPOINT_ENV, wan.TEXT_DEVICE_ENV, "ADASTATE_BACKEND"):
+    for name in (wan.BASE_ENV, wan.CHECKPOINT_ENV, wan.TEXT_DEVICE_ENV, "ADASTATE_BACKEND", DEVICE_ENV):
         monkeypatch.delenv(name, raising=False)
     yield
     torch.set_num_threads(threads)
-
-
-def tiny_tokenizer():
-    from transformers import T5Tokenizer
-
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -15.0)]
-    vocab += [("▁" + w, -1.0 - i) for i, w in enumerate(WORDS)] + [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz,."]
-    return T5Tokenizer(vocab=vocab, extra_ids=0)
-
-
-def tiny_pipeline() -> WanPipeline:
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=len(tokenizer), d_model=TEST_CONFIG["text_dim"], d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=16)).eval()
-    vae = AutoencoderKLWan(base_dim=8, z_dim=TEST_CONFIG["in_channels"], dim_mult=[1, 2, 2, 2], num_res_blocks=1,
-                           latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.5, 2.0, 1.0]).eval()
-    transformer = WanTransformer3DModel(**TEST_CONFIG).eval()
-    return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
-                       scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0))
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +142,40 @@ def test_chunk_by_chunk_decode_equals_one_full_decode(pipeline):
     assert restarted.shape[2] == 9
 
 
+def test_state_peek_and_colours_of_a_wan_stream(checkpoints):
+    """Regression: the state panel crashed on the first chunk of every Wan run ('WanVideoVAE'
+    object has no attribute 'device'). The peek is the state decoded as a one-frame video."""
+    from adastate.viz import PANEL_SIZE, state_colors, state_peek
+
+    backend = load_backend("wan", checkpoints[0], "cpu")
+    result = next(iter(ChunkStream(backend, PROMPT, StreamSettings(chunks=1))))
+    assert result.anchor_latent.shape == (4, 1, 4, 6)
+    peek = state_peek(backend.vae, result.anchor_latent)
+    assert peek.shape == (PANEL_SIZE, PANEL_SIZE * WIDTH // HEIGHT, 3) and peek.dtype == np.uint8 and peek.std() > 0
+    alone = backend.vae.open_stream().decode_to_uint8(result.anchor_latent[None])
+    assert alone.shape == (1, HEIGHT, WIDTH, 3)
+    np.testing.assert_array_equal(peek[::PANEL_SIZE // HEIGHT, ::PANEL_SIZE // HEIGHT], alone[0])
+    assert state_colors(result.anchor_latent).shape == (PANEL_SIZE, PANEL_SIZE * WIDTH // HEIGHT, 3)
+
+
+def test_both_vaes_implement_the_one_vae_interface(checkpoints):
+    from adastate.backends import Backend
+    from adastate.vae import TinyVideoVAE, VideoDecoder, VideoVAE
+
+    wan_backend = load_backend("wan", checkpoints[0], "cpu")
+    tiny = TinyVideoVAE(latent_channels=4, temporal_factor=2, spatial_factor=2, hidden_channels=8)
+    for vae in (wan_backend.vae, tiny):
+        assert isinstance(vae, VideoVAE) and isinstance(vae.open_stream(), VideoDecoder)
+        assert (vae.device, vae.dtype) == (torch.device("cpu"), torch.float32)
+        latents = torch.randn(1, 4, 2, 4, 6, dtype=torch.float64)  # any dtype: the VAE casts to its own
+        assert vae.decode_to_uint8(latents).shape[0] == {wan_backend.vae: 5, tiny: 4}[vae]
+    assert wan_backend.vae.open_stream() is not wan_backend.vae.open_stream()  # one causal cache per stream
+    assert tiny.open_stream() is tiny  # frame by frame: nothing to carry
+    with pytest.raises(TypeError, match="does not implement adastate.vae.VideoVAE"):
+        Backend(name="raw", transformer=wan_backend.transformer, vae=wan_backend.vae.vae,  # diffusers' own VAE
+                encode_prompt=wan_backend.encode_prompt, latent_height=4, latent_width=6, fps=16.0)
+
+
 # -- text -----------------------------------------------------------------------------------------------
 
 def test_prompt_states_match_wan_pipeline(pipeline):
@@ -270,24 +274,46 @@ def test_bfloat16_keeps_wans_float32_modules(checkpoints):
     assert frames.shape == (9, HEIGHT, WIDTH, 3) and frames.std() > 0
 
 
-def test_cli_generate_on_a_pipeline_folder(checkpoints, tmp_path):
+@pytest.mark.parametrize("device_from", ["flag", "environment"])
+def test_cli_generate_on_a_pipeline_folder(checkpoints, tmp_path, monkeypatch, device_from):
     from adastate.cli import main
     from adastate.video import read_video
 
     out = tmp_path / "wan.mp4"
-    code = main(["generate", "--backend", "wan", "--checkpoint", str(checkpoints[0]), "--device", "cpu",
+    if device_from == "flag":
+        device = ["--device", "cpu"]
+    else:
+        device = []
+        monkeypatch.setenv(DEVICE_ENV, "cpu")
+    code = main(["generate", "--backend", "wan", "--checkpoint", str(checkpoints[0]), *device,
                  "--prompt", PROMPT, "--chunks", "2", "--out", str(out), "--stats-out", str(tmp_path / "s.json")])
     assert code == 0
     frames, fps, codec = read_video(out)
     assert frames.shape == (9 + 12, HEIGHT, WIDTH, 3) and fps == 16.0 and codec == "h264"
     stats = json.loads((tmp_path / "s.json").read_text())
-    assert stats["config"]["backend"] == "wan" and len(stats["chunks"]) == 2
+    assert stats["config"]["backend"] == "wan" and stats["config"]["device"] == "cpu" and len(stats["chunks"]) == 2
 
 
-def test_environment_selects_the_backend_and_checkpoint(checkpoints, monkeypatch):
+def test_environment_selects_the_backend_checkpoint_and_device(checkpoints, monkeypatch):
     monkeypatch.setenv("ADASTATE_BACKEND", "wan")
     monkeypatch.setenv(wan.CHECKPOINT_ENV, str(checkpoints[0]))
     assert load_backend(None, None, "cpu").name == "wan"
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    backend = load_backend()
+    assert backend.name == "wan" and backend.device == torch.device("cpu") and backend.notice.startswith("wan")
+
+
+def test_a_bad_device_is_a_clear_error(checkpoints, monkeypatch, capsys):
+    from adastate.cli import main
+
+    monkeypatch.setenv(DEVICE_ENV, "tpu")
+    with pytest.raises(ValueError, match=r"\$ADASTATE_DEVICE must be one of cpu, cuda .*got 'tpu'"):
+        load_backend("wan", checkpoints[0])
+    with pytest.raises(ValueError, match="the device must be one of cpu, cuda .*got 'gpu'"):
+        load_backend("tiny", None, "gpu")
+    assert main(["generate", "--backend", "wan", "--checkpoint", str(checkpoints[0]), "--prompt", PROMPT,
+                 "--out", "never.mp4"]) == 2
+    assert "error: $ADASTATE_DEVICE must be one of cpu, cuda" in capsys.readouterr().err
 
 
 # -- failures the app falls back on, and files we refuse ---------------------------------------------
@@ -305,11 +331,15 @@ def test_unreachable_hub_is_backend_unavailable_and_falls_back(monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_no_gpu_is_backend_unavailable(checkpoints):
+def test_no_gpu_is_backend_unavailable(checkpoints, monkeypatch):
     with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
         load_backend("wan", checkpoints[0], None)
     with pytest.raises(BackendUnavailable, match="no CUDA GPU"):
         load_backend("wan", checkpoints[0], "cuda")
+    monkeypatch.setenv(DEVICE_ENV, "cuda")  # asked for on purpose, for either backend
+    for name in ("wan", "tiny"):
+        with pytest.raises(BackendUnavailable, match=r"\$ADASTATE_DEVICE is 'cuda' but no CUDA GPU is visible"):
+            load_backend(name, checkpoints[0] if name == "wan" else None)
 
 
 def test_missing_local_files_are_not_looked_up_on_the_hub(tmp_path):

@@ -6,8 +6,12 @@ from typing import Callable
 
 import torch
 
+from ..vae import VideoVAE
+
 BACKENDS = ("tiny", "wan")
 DEFAULT_BACKEND_ENV = "ADASTATE_BACKEND"  # picks the backend when none is named
+DEVICE_ENV = "ADASTATE_DEVICE"            # "cpu" or "cuda": the device when none is named
+DEVICE_TYPES = ("cpu", "cuda")
 
 
 class BackendUnavailable(ValueError):
@@ -18,7 +22,7 @@ class BackendUnavailable(ValueError):
 class Backend:
     name: str
     transformer: torch.nn.Module          # CausalWanTransformer
-    vae: torch.nn.Module                  # has decode_to_uint8(latents) and config.temporal_factor
+    vae: VideoVAE
     encode_prompt: Callable[[str], torch.Tensor]
     latent_height: int
     latent_width: int
@@ -27,6 +31,11 @@ class Backend:
     dtype: torch.dtype = torch.float32
     notice: str | None = None             # shown to users, e.g. "randomly initialised weights"
     anchor_labels: dict = field(default_factory=dict)  # anchor mode -> what it means with these weights
+
+    def __post_init__(self):
+        if not isinstance(self.vae, VideoVAE):
+            raise TypeError(f"the {self.name} backend's VAE ({type(self.vae).__name__}) does not implement "
+                            "adastate.vae.VideoVAE")
 
     @property
     def latent_channels(self) -> int:
@@ -37,9 +46,28 @@ class Backend:
         return self.vae.config.temporal_factor
 
 
+def requested_device(device=None) -> torch.device | None:
+    """`device`, else $ADASTATE_DEVICE, else None (each backend's own default: the CPU for tiny,
+    CUDA for wan). A named CUDA device without a visible GPU is BackendUnavailable."""
+    text = str(device or os.environ.get(DEVICE_ENV) or "").strip()
+    if not text:
+        return None
+    source = "the device" if device else f"${DEVICE_ENV}"
+    try:
+        chosen = torch.device(text)
+    except RuntimeError:
+        chosen = None
+    if chosen is None or chosen.type not in DEVICE_TYPES:
+        raise ValueError(f"{source} must be one of {', '.join(DEVICE_TYPES)} (or cuda:N), got {text!r}")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"{source} is {text!r} but no CUDA GPU is visible")
+    return chosen
+
+
 def load_backend(name: str | None = None, checkpoint=None, device=None, anchor: str = "adaptive") -> Backend:
     """`anchor` picks the default weights where a backend has one model per anchor mode.
-    `name` None: $ADASTATE_BACKEND, else "tiny"."""
+    `name` None: $ADASTATE_BACKEND, else "tiny"; `device` None: $ADASTATE_DEVICE, else the
+    backend's default."""
     name = name or os.environ.get(DEFAULT_BACKEND_ENV) or "tiny"
     if name == "tiny":
         from .tiny import load_tiny

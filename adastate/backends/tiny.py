@@ -8,7 +8,7 @@ from ..checkpoints import CheckpointError, load_into, load_pretrained
 from ..model import TINY_CONFIG, CausalWanTransformer
 from ..text import MiniLMTextEncoder
 from ..vae import TinyVideoVAE
-from . import Backend
+from . import Backend, requested_device
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 VIDEO_SIZE = 64       # pixels, square
@@ -26,7 +26,7 @@ def load_tiny(checkpoint=None, device=None, anchor: str = "adaptive") -> Backend
     """`checkpoint`: None (the shipped model trained for `anchor` mode; random weights if none
     ships), a diffusers-layout folder holding `transformer/` (and optionally `vae/`), or one
     `.safetensors` file of transformer weights."""
-    device = torch.device(device or "cpu")
+    device = requested_device(device) or torch.device("cpu")
     notice = None
     vae = None
     checkpoint = checkpoint or shipped_checkpoint(anchor)

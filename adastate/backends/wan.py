@@ -28,14 +28,13 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from ..checkpoints import CheckpointError, check_safetensors, check_state_dict, load_state_dict
 from ..model import WAN_1_3B_CONFIG, CausalWanTransformer
 from ..model.key_map import KeyMapError, to_ours
-from ..vae import video_to_frames
-from . import Backend, BackendUnavailable
+from ..vae import VideoDecoder, VideoVAE
+from . import DEVICE_ENV, Backend, BackendUnavailable, requested_device
 
 DEFAULT_REPO = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 CHECKPOINT_ENV = "ADASTATE_WAN_CHECKPOINT"   # default --checkpoint of the wan backend
@@ -131,15 +130,14 @@ def video_size() -> tuple[int, int]:
 
 
 def pick_device(device) -> torch.device:
-    if device is None:
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("the wan backend needs a CUDA GPU and none is visible "
-                                     "(pass --device cpu to run it, very slowly, on the CPU)")
-        return torch.device("cuda")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable(f"device {device} was asked for but no CUDA GPU is visible")
-    return device
+    """`device`, else $ADASTATE_DEVICE, else CUDA (BackendUnavailable without a GPU)."""
+    chosen = requested_device(device)
+    if chosen is not None:
+        return chosen
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"the wan backend needs a CUDA GPU and none is visible (pass --device cpu, or "
+                                 f"set ${DEVICE_ENV}=cpu, to run it, very slowly, on the CPU)")
+    return torch.device("cuda")
 
 
 # -- the transformer --------------------------------------------------------------------------------
@@ -302,7 +300,7 @@ def load_text_encoder(folder: Path, device, dtype) -> UMT5PromptEncoder:
 
 # -- the VAE, decoded chunk by chunk ------------------------------------------------------------------
 
-class WanStreamDecoder:
+class WanStreamDecoder(VideoDecoder):
     """Decodes one video's latents chunk after chunk, exactly as one decode of all of them.
 
     AutoencoderKLWan decodes latent frame by latent frame: each causal 3D convolution of the
@@ -317,6 +315,14 @@ class WanStreamDecoder:
         self.owner = owner
         self.cache = [None] * owner.cache_slots
         self.frames = 0  # latent frames decoded so far
+
+    @property
+    def device(self) -> torch.device:
+        return self.owner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.owner.dtype
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -335,10 +341,6 @@ class WanStreamDecoder:
         if vae.config.patch_size is not None:
             video = unpatchify(video, patch_size=vae.config.patch_size)
         return video.clamp(-1.0, 1.0)
-
-    def decode_to_uint8(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents [1, C, f, h, w] → the next RGB frames, uint8 [T, H, W, 3]."""
-        return video_to_frames(self.decode(latents)[0])
 
     def state(self) -> tuple[dict, dict]:
         """(JSON-ready description, CPU tensors by name): what a scene file needs to continue
@@ -361,11 +363,12 @@ class WanStreamDecoder:
         self.frames = description["frames"]
 
 
-class WanVideoVAE(torch.nn.Module):
-    """`AutoencoderKLWan` behind the interface streams use (`decode_to_uint8`, `config`).
+class WanVideoVAE(torch.nn.Module, VideoVAE):
+    """`AutoencoderKLWan` behind the `VideoVAE` interface.
 
     `open_stream()` gives a decoder whose causal cache runs from chunk to chunk (every
-    `ChunkStream` opens its own); `decode_to_uint8` decodes the given latents as a complete video.
+    `ChunkStream` opens its own); `decode` and `decode_to_uint8` decode the given latents as a
+    complete video.
     """
 
     def __init__(self, vae):
@@ -383,6 +386,10 @@ class WanVideoVAE(torch.nn.Module):
         self._std = torch.tensor(config.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
 
     @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
@@ -397,9 +404,6 @@ class WanVideoVAE(torch.nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """A whole video at once: [B, C, f, h, w] → [B, 3, 1 + 4 (f - 1), H, W] in [-1, 1]."""
         return self.open_stream().decode(latents)
-
-    def decode_to_uint8(self, latents: torch.Tensor) -> np.ndarray:
-        return self.open_stream().decode_to_uint8(latents)
 
 
 def load_vae(folder: Path, device, dtype) -> WanVideoVAE:
