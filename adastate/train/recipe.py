@@ -11,7 +11,11 @@
     ship     copy a student (--init) and the VAE (--vae) into --out with a model card
 
 Each stage is a plain loop under `accelerate` (so `accelerate launch` runs it on several GPUs),
-checkpoints every `save_every` steps into its folder, and resumes from the last checkpoint.
+checkpoints every `save_every` steps into its folder, and resumes from the last checkpoint. On N
+processes every rank draws its own batches and noise (`rank_generator`), starts from the same
+weights, runs its forward through the prepared model (`Objective` where the forward is more than
+the model's own) so that gradients are averaged across ranks, and only the main process writes
+logs and checkpoints.
 """
 
 import copy
@@ -83,21 +87,28 @@ def sample_sigmas(batch: int, generator: torch.Generator | None = None, shift: f
 # -- bookkeeping --------------------------------------------------------------------------------
 
 class Run:
-    """A stage's folder: log.jsonl of losses, checkpoints of models and optimisers, resume."""
+    """A stage's folder: log.jsonl of losses, checkpoints of models and optimisers, resume. Only
+    the main process writes; every process reads (resume)."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, accelerator: Accelerator):
         self.config, self.dir = config, Path(config.out)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+        self.writes = accelerator.is_main_process
+        if self.writes:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
         self.started = time.time()
 
     def log(self, step: int, **values):
+        if not self.writes:
+            return
         values = {"step": step, "seconds": round(time.time() - self.started, 1), **values}
         with open(self.dir / "log.jsonl", "a") as f:
             f.write(json.dumps(values) + "\n")
         print(json.dumps(values), flush=True)
 
     def save(self, step: int, models: dict, optimizers: dict):
+        if not self.writes:
+            return
         for name, model in models.items():
             model.save_pretrained(self.dir / name)
         save_file({f"{name}/{k}": v for name, opt in optimizers.items() for k, v in optimizer_tensors(opt).items()},
@@ -153,6 +164,40 @@ def batches(clips: dict, batch_size: int, generator: torch.Generator, frames: in
         yield window.float(), text[text_index[index]].float()
 
 
+# Rank r draws from seed + r * stride. torch's CPU generator keeps only a seed's low 32 bits, so
+# the stride is odd and below 2**32: ranks' seeds stay distinct modulo 2**32.
+RANK_SEED_STRIDE = 2**31 - 1
+
+
+def rank_seed(seed: int, accelerator: Accelerator) -> int:
+    """`seed` on the main process (a single process draws as it always did), another on every other rank."""
+    return seed + RANK_SEED_STRIDE * accelerator.process_index
+
+
+def rank_generator(config: TrainConfig, accelerator: Accelerator) -> torch.Generator:
+    """This process's data and noise: each rank its own. Initial weights come from
+    torch.manual_seed(config.seed), the same on every rank."""
+    return torch.Generator().manual_seed(rank_seed(config.seed, accelerator))
+
+
+def on_device(accelerator: Accelerator, batch):
+    return tuple(t.to(accelerator.device) for t in batch)
+
+
+class Objective(torch.nn.Module):
+    """A model behind a function of it (a teacher-forced loss, a rollout, a reconstruction), so that
+    `accelerator.prepare` wraps the whole computation: every forward the function makes runs inside
+    the prepared module's forward, and on N processes backward averages the gradients of all ranks.
+    Checkpoints save `model` itself."""
+
+    def __init__(self, model: torch.nn.Module, function):
+        super().__init__()
+        self.model, self.function = model, function
+
+    def forward(self, *args):
+        return self.function(self.model, *args)
+
+
 def drop_captions(text: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     keep = (torch.rand(text.shape[0], generator=generator) >= p).to(text)
     return text * keep[:, None, None]
@@ -168,6 +213,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 def loop(run: Run, accelerator: Accelerator, models: dict, optimizers: dict, step_fn):
     """Run `step_fn(step) -> dict of losses` from the last checkpoint to config.steps."""
     config = run.config
+    models = {k: accelerator.unwrap_model(m) for k, m in models.items()}  # checkpoints hold the bare models
     start = run.resume(models, optimizers)
     for step in range(start + 1, config.steps + 1):
         for optimizer in optimizers.values():
@@ -177,7 +223,8 @@ def loop(run: Run, accelerator: Accelerator, models: dict, optimizers: dict, ste
         if step % config.log_every == 0 or step == config.steps:
             run.log(step, **{k: float(v.detach()) for k, v in losses.items()})
         if step % config.save_every == 0 or step == config.steps:
-            run.save(step, {k: accelerator.unwrap_model(m) for k, m in models.items()}, optimizers)
+            run.save(step, models, optimizers)
+            accelerator.wait_for_everyone()  # the next stage (or a resume) reads what the main process wrote
 
 
 def optimise(accelerator, optimizer, loss, model):
@@ -197,13 +244,19 @@ def image_gradients(video: torch.Tensor) -> list[torch.Tensor]:
 def train_vae(config: TrainConfig, accelerator: Accelerator):
     from ..data import World, sample_world_spec
 
-    run = Run(config)
-    generator = torch.Generator().manual_seed(config.seed)
+    run = Run(config, accelerator)
+    generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
     vae = TinyVideoVAE(latent_channels=config.model["in_channels"], **config.vae_model)
     tf = vae.config.temporal_factor
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr)
-    vae, optimizer = accelerator.prepare(vae, optimizer)
+
+    def reconstruct(model, video):
+        mean, logvar = model.encode_moments(video)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return model.decode(z), mean, logvar  # latent statistics are still 0 / 1 while training
+
+    autoencoder, optimizer = accelerator.prepare(Objective(vae, reconstruct), optimizer)
 
     def clip_batch():
         clips = []
@@ -216,21 +269,20 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
 
     def step_fn(step):
         video = clip_batch()
-        model = accelerator.unwrap_model(vae)
-        mean, logvar = model.encode_moments(video)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        recon = model.decode(z)  # latent statistics are still 0 / 1 while training
+        recon, mean, logvar = autoencoder(video)
         reconstruction = (recon - video).abs().mean()
         edges = sum((a - b).abs().mean() for a, b in zip(image_gradients(recon), image_gradients(video)))
         kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
         loss = reconstruction + config.edge_weight * edges + 1e-4 * kl
-        optimise(accelerator, optimizer, loss, vae)
+        optimise(accelerator, optimizer, loss, autoencoder)
         psnr = 10 * torch.log10(4 / ((recon.detach() - video) ** 2).mean())  # peak-to-peak 2 in [-1, 1]
         return {"loss": loss, "l1": reconstruction, "edges": edges, "kl": kl, "psnr": psnr}
 
     loop(run, accelerator, {"vae": vae}, {"vae": optimizer}, step_fn)
+    if not accelerator.is_main_process:
+        return
     # Normalise latents to zero mean / unit std per channel, measured on fresh clips.
-    model = accelerator.unwrap_model(vae).eval()
+    model = vae.eval()
     with torch.no_grad():
         z = torch.cat([model.encode(clip_batch()) for _ in range(16)])
     mean, std = z.mean(dim=(0, 2, 3, 4)), z.std(dim=(0, 2, 3, 4))
@@ -248,11 +300,14 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
     `mirror` adds every clip flipped left-right, captioned as the same world panning the other
     way: pairs that differ only in direction, so the text's direction words are the only way to
     tell them apart (a teacher trained without them ignored direction; benchmarks/RESULTS.md).
+    Built once, by the main process.
     """
     from ..data import World, caption, sample_world_spec
     from ..text import MiniLMTextEncoder
 
-    run = Run(config)
+    if not accelerator.is_main_process:
+        return
+    run = Run(config, accelerator)
     vae = TinyVideoVAE.from_pretrained(Path(config.vae) / "vae").eval()
     encoder = MiniLMTextEncoder()
     generator = torch.Generator().manual_seed(config.seed)
@@ -282,21 +337,21 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
 
 
 def train_teacher(config: TrainConfig, accelerator: Accelerator):
-    run = Run(config)
-    generator = torch.Generator().manual_seed(config.seed)
+    run = Run(config, accelerator)
+    generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
     teacher = CausalWanTransformer(**config.model)
     # with an EMA, the average is what later stages load (`transformer/`), the trained weights `online/`
-    ema = copy.deepcopy(teacher).requires_grad_(False) if config.ema else None
+    ema = copy.deepcopy(teacher).requires_grad_(False).to(accelerator.device) if config.ema else None
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=0.0)
     teacher, optimizer = accelerator.prepare(teacher, optimizer)
     data = batches(load_clips(config.data), config.batch_size, generator, config.chunks * config.chunk_frames)
 
     def step_fn(step):
-        latents, text = next(data)
+        latents, text = on_device(accelerator, next(data))
         text = drop_captions(text, config.caption_dropout, generator)
-        sigma = sample_sigmas(latents.shape[0], generator, config.sigma_shift, config.logit_normal)
-        noise = torch.randn(latents.shape, generator=generator)
+        sigma = sample_sigmas(latents.shape[0], generator, config.sigma_shift, config.logit_normal).to(latents)
+        noise = torch.randn(latents.shape, generator=generator).to(latents)
         velocity = teacher(noised(latents, noise, sigma), 1000 * sigma, text).sample
         loss = flow_matching_loss(velocity, latents, noise)
         optimise(accelerator, optimizer, loss, teacher)
@@ -321,19 +376,23 @@ def layout_of(config: TrainConfig) -> CacheLayout:
 
 
 def train_causal(config: TrainConfig, accelerator: Accelerator):
-    run = Run(config)
-    generator = torch.Generator().manual_seed(config.seed)
+    run = Run(config, accelerator)
+    generator = rank_generator(config, accelerator)
+    torch.manual_seed(rank_seed(config.seed, accelerator))  # the loss's own noise (randn_like)
     student = CausalWanTransformer.from_pretrained(Path(config.init) / "transformer")
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
-    student, optimizer = accelerator.prepare(student, optimizer)
+
+    def loss_of(model, latents, text):
+        return teacher_forced_loss(model, model.encode_text(text), latents, layout_of(config),
+                                   config.anchor == "adaptive",
+                                   lambda b: sample_sigmas(b, generator).to(latents))
+
+    objective, optimizer = accelerator.prepare(Objective(student, loss_of), optimizer)
     data = batches(load_clips(config.data), config.batch_size, generator)
-    model = accelerator.unwrap_model(student)
 
     def step_fn(step):
-        latents, text = next(data)
-        loss = teacher_forced_loss(model, model.encode_text(text), latents, layout_of(config),
-                                   config.anchor == "adaptive", lambda b: sample_sigmas(b, generator))
-        optimise(accelerator, optimizer, loss, student)
+        loss = objective(*on_device(accelerator, next(data)))
+        optimise(accelerator, optimizer, loss, objective)
         return {"loss": loss}
 
     loop(run, accelerator, {"transformer": student}, {"transformer": optimizer}, step_fn)
@@ -351,14 +410,14 @@ def guided_x0(model, x_t, sigma, text, null_text, guidance: float):
 
 
 def train_dmd(config: TrainConfig, accelerator: Accelerator):
-    run = Run(config)
-    generator = torch.Generator().manual_seed(config.seed)
+    run = Run(config, accelerator)
+    generator = rank_generator(config, accelerator)
     student = CausalWanTransformer.from_pretrained(Path(config.init) / "transformer")
     teacher = CausalWanTransformer.from_pretrained(Path(config.teacher) / "transformer").eval().requires_grad_(False)
     fake = copy.deepcopy(teacher).train().requires_grad_(True)
+    teacher.to(accelerator.device)
     student_opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     fake_opt = torch.optim.AdamW(fake.parameters(), lr=config.lr, weight_decay=0.0)
-    student, fake, student_opt, fake_opt = accelerator.prepare(student, fake, student_opt, fake_opt)
     data = batches(load_clips(config.data), config.batch_size, generator)
     clip = load_clips(config.data)["latents"].shape
     layout, adaptive = layout_of(config), config.anchor == "adaptive"
@@ -369,41 +428,43 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
     if longest < config.chunks:
         raise ValueError(f"rollout_chunks must be 0 or at least chunks ({config.chunks}), got {config.rollout_chunks}")
 
-    def rollout(text, step):
+    def rollout_of(model, text, step):
         """The student's last `chunks` chunks of a rollout that ends at a random chunk up to `rollout_chunks`
         (the chunks before them are context without gradients): so it learns to keep going past the window."""
         length = config.chunks
         if longest > config.chunks:
             length = int(torch.randint(config.chunks, longest + 1, (1,), generator=generator))
-        model = accelerator.unwrap_model(student)
         video = self_forcing_rollout(model, model.encode_text(text), layout, block_shape, length, sigmas,
-                                     seed=config.seed * 1_000_003 + step, generator=generator,
-                                     grad_chunks=config.chunks)
+                                     seed=rank_seed(config.seed * 1_000_003 + step, accelerator),
+                                     generator=generator, grad_chunks=config.chunks)
         return video[:, :, -config.chunks * config.chunk_frames:]
 
+    rollout, fake, student_opt, fake_opt = accelerator.prepare(Objective(student, rollout_of), fake, student_opt,
+                                                               fake_opt)
+
     def step_fn(step):
-        _, text = next(data)
+        _, text = on_device(accelerator, next(data))
         null_text = torch.zeros_like(text)
         losses = {}
         # fake score: flow matching on the student's current outputs (no student gradients)
         for _ in range(config.fake_updates):
             with torch.no_grad():
                 video = rollout(text, step)
-            sigma = sample_sigmas(video.shape[0], generator)
-            noise = torch.randn(video.shape, generator=generator)
+            sigma = sample_sigmas(video.shape[0], generator).to(video)
+            noise = torch.randn(video.shape, generator=generator).to(video)
             fake_loss = flow_matching_loss(fake(noised(video, noise, sigma), 1000 * sigma, text).sample, video, noise)
             optimise(accelerator, fake_opt, fake_loss, fake)
             losses["fake"] = fake_loss
         # student: DMD through the chunks that carry gradients, horizon weighted
         video = rollout(text, step)
-        sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98)
-        noise = torch.randn(video.shape, generator=generator)
+        sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98).to(video)
+        noise = torch.randn(video.shape, generator=generator).to(video)
         with torch.no_grad():
             x_t = noised(video, noise, sigma)
             real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance)
             fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0)
         loss = dmd_loss(video, real_x0, fake_x0, weights)
-        optimise(accelerator, student_opt, loss, student)
+        optimise(accelerator, student_opt, loss, rollout)
         losses["dmd"] = loss
         return losses
 
