@@ -136,11 +136,16 @@ def evaluate(args) -> int:
 
     if args.chunks < 1 or args.chunks > MAX_CHUNKS:
         raise ValueError(f"--chunks must be from 1 to {MAX_CHUNKS}, got {args.chunks}")
+    if args.count < 1:
+        raise ValueError(f"--count must be at least 1, got {args.count}")
     prompts = read_prompts(args.prompts) if args.prompts else held_out_prompts(args.count)
     checkpoints = {"adaptive": args.adaptive_checkpoint, "static": args.static_checkpoint}
     summary = run_evaluation(lambda mode: load_backend(args.backend, checkpoints[mode], args.device, mode),
                              prompts, args.seeds, args.chunks, args.horizon, args.out)
-    print(json.dumps(summary["targets"], indent=2))
+    for name, target in summary["targets"].items():
+        met = {True: "met", False: "NOT met", None: "no data"}[target["met"]]
+        measured = "-" if target["measured"] is None else f"{target['measured']:.3f}"
+        print(f"{met:8} {name}: {measured} (goal {target['goal']})")
     print(f"wrote {Path(args.out) / 'RESULTS.md'}", file=sys.stderr)
     return 0
 
@@ -197,12 +202,13 @@ def main(argv=None) -> int:
 
     add_train_parser(sub)
 
-    e = sub.add_parser("eval", help="motion fidelity, identity drift and anchor share of both anchor modes")
-    e.add_argument("--out", required=True, help="folder for summary.json, runs/, per_chunk.png, RESULTS.md")
+    e = sub.add_parser("eval", help="pan, realism, revert, progression, prompt switch and anchor share of both anchor modes")
+    e.add_argument("--out", required=True,
+                   help="folder for summary.json, runs/, per_chunk.png, contact_sheet.png, RESULTS.md")
     e.add_argument("--prompts", help="JSON list of prompts (default: captions of held-out worlds)")
     e.add_argument("--count", type=int, default=8, help="how many held-out worlds when --prompts is not given")
     e.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    e.add_argument("--chunks", type=int, default=16, help="chunks per run (default: 4x the training rollout)")
+    e.add_argument("--chunks", type=int, default=40, help="chunks per run (issue 12's targets are set at 40)")
     e.add_argument("--horizon", type=int, default=4, help="the training rollout length in chunks")
     e.add_argument("--backend", choices=BACKENDS, default=None)
     e.add_argument("--adaptive-checkpoint", help="weights for adaptive mode (default: the shipped model)")

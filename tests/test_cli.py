@@ -173,3 +173,15 @@ def test_bad_scene_files_on_the_command_line(tmp_path, capsys):
     assert "it is a Python pickle" in capsys.readouterr().err
     assert main(["generate", "--out", str(tmp_path / "v.mp4")]) == 2
     assert "--prompt is required" in capsys.readouterr().err
+
+
+def test_eval_with_the_shipped_models_prints_every_target(tmp_path, capsys):
+    assert main(["eval", "--out", str(tmp_path), "--count", "2", "--seeds", "0", "--chunks", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(lines) == len(summary["targets"]) and all("(goal " in line for line in lines)
+    assert (tmp_path / "contact_sheet.png").is_file() and (tmp_path / "runs" / "static-p1-s0.json").is_file()
+    assert main(["eval", "--out", str(tmp_path), "--chunks", "0"]) == 2
+    assert "--chunks must be from 1" in capsys.readouterr().err
+    assert main(["eval", "--out", str(tmp_path), "--count", "0"]) == 2
+    assert "--count must be at least 1" in capsys.readouterr().err
