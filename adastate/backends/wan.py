@@ -194,6 +194,11 @@ def build_transformer(config: dict, state: dict, source, device, dtype) -> Causa
         raise CheckpointError(f"{source}: the transformer config is not usable: {e}") from None
     check_state_dict(model, state, source)
     model.load_state_dict(state, strict=True, assign=True)
+    return place(model, device, dtype)
+
+
+def place(model: CausalWanTransformer, device, dtype) -> CausalWanTransformer:
+    """`model` on `device` in `dtype`, except the modules diffusers keeps in float32; for inference."""
     keep = tuple(model._keep_in_fp32_modules)
     with torch.no_grad():
         for name, param in model.named_parameters():
