@@ -8,10 +8,14 @@ needs no cache. Latents are normalised with a per-channel mean and std stored in
 `patch_size` folds p×p pixels into channels before the first convolution (and unfolds them after
 the last), so no convolution runs at full resolution: the decoder stays cheap enough to stream.
 `hidden_channels` is one width for every resolution level, or a list of widths from the first
-level down to the latent's; `res_blocks` residual blocks sit at every level. The first
-embedded VAE (one width, no residual blocks, 4 frames per latent frame) decoded each group of 4
-panning frames as nearly one picture; less temporal folding, residual blocks and an edge loss
-keep per-frame motion and texture (benchmarks/vae.py).
+level down to the latent's; `res_blocks` residual blocks sit at every level.
+
+`frame_wise`: every frame is encoded and decoded alone, and a latent frame stacks its group's
+frame codes in channels. A convolutional decoder that must draw several frames from one joint code
+learns their common picture long before their few-pixel offsets: the first embedded VAE (4 frames
+per latent frame) and a 2-frame joint one alike decoded each group of a panning clip as one
+picture, with the whole motion as a jump between groups (benchmarks/RESULTS.md, "VAE"). Frame by
+frame, the decoded video moves exactly as well as each frame is reconstructed.
 
 `VideoVAE` is the one interface every backend's VAE implements and the stream, the demo and the
 pictures use: where its weights live (`device`, `dtype`), its sizes (`config`), `open_stream()` for
@@ -70,9 +74,11 @@ class VideoVAE(VideoDecoder):
         return self
 
 
-# The embedded VAE: 2 frames per latent frame, 4x smaller in space (16x16 latents at 64 px), pixels
-# folded 2x2 before the first convolution. Latent channels come from the transformer's in_channels.
-TINY_VAE_CONFIG = dict(temporal_factor=2, spatial_factor=4, patch_size=2, hidden_channels=[64, 96], res_blocks=2)
+# The embedded VAE: 2 frames per latent frame, each coded alone, 4x smaller in space (16x16 latents at
+# 64 px), pixels folded 2x2 before the first convolution. Latent channels (both frames' codes) come
+# from the transformer's in_channels.
+TINY_VAE_CONFIG = dict(temporal_factor=2, spatial_factor=4, patch_size=2, hidden_channels=[64, 96], res_blocks=2,
+                       frame_wise=True)
 
 
 class ResBlock(nn.Module):
@@ -110,7 +116,7 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
     @register_to_config
     def __init__(self, latent_channels: int = 8, temporal_factor: int = 4, spatial_factor: int = 4,
                  hidden_channels: int | list = 64, res_blocks: int = 0, patch_size: int = 1,
-                 latent_mean: list | None = None, latent_std: list | None = None):
+                 frame_wise: bool = False, latent_mean: list | None = None, latent_std: list | None = None):
         super().__init__()
         levels = int(np.log2(spatial_factor // patch_size))
         if spatial_factor % patch_size or 2**levels * patch_size != spatial_factor:
@@ -118,13 +124,18 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         width = [hidden_channels] * (levels + 1) if isinstance(hidden_channels, int) else list(hidden_channels)
         if len(width) != levels + 1:
             raise ValueError(f"hidden_channels needs {levels + 1} widths for spatial_factor {spatial_factor}, got {width}")
-        pixels = 3 * temporal_factor * patch_size**2  # channels of a group of frames, patches folded in
+        self.coded_frames = 1 if frame_wise else temporal_factor  # frames through the coder at once
+        codes = temporal_factor // self.coded_frames                # codes stacked in one latent frame
+        if latent_channels % codes:
+            raise ValueError(f"latent_channels {latent_channels} do not split into {codes} frame codes")
+        code_channels = latent_channels // codes
+        pixels = 3 * self.coded_frames * patch_size**2  # channels of the coded frames, patches folded in
         self.encoder = nn.Sequential(
             nn.Conv2d(pixels, width[0], 3, padding=1), nn.SiLU(),
             _encoder_levels(width, res_blocks),
-            nn.Conv2d(width[-1], 2 * latent_channels, 3, padding=1))
+            nn.Conv2d(width[-1], 2 * code_channels, 3, padding=1))
         self.decoder = nn.Sequential(
-            nn.Conv2d(latent_channels, width[-1], 3, padding=1), nn.SiLU(),
+            nn.Conv2d(code_channels, width[-1], 3, padding=1), nn.SiLU(),
             _decoder_levels(width, res_blocks),
             nn.Conv2d(width[0], pixels, 3, padding=1))
         self.register_buffer("mean", torch.tensor(latent_mean or [0.0] * latent_channels).view(1, -1, 1, 1, 1), False)
@@ -134,13 +145,13 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         """Video [B, 3, T, H, W] in [-1, 1] (T a multiple of temporal_factor) → raw (mean, logvar)
         latents [B, C, T / temporal_factor, h, w], before normalisation."""
         b, _, t, h, w = video.shape
-        tf = self.config.temporal_factor
+        tf, n = self.config.temporal_factor, self.coded_frames
         if t % tf:
             raise ValueError(f"video length {t} is not a multiple of temporal_factor {tf}")
-        groups = video.reshape(b, 3, t // tf, tf, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b * t // tf, tf * 3, h, w)
-        moments = self.encoder(F.pixel_unshuffle(groups, self.config.patch_size))
-        moments = moments.reshape(b, t // tf, *moments.shape[1:]).transpose(1, 2)
-        return moments.chunk(2, dim=1)
+        units = video.reshape(b, 3, t // n, n, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b * t // n, n * 3, h, w)
+        mean, logvar = self.encoder(F.pixel_unshuffle(units, self.config.patch_size)).chunk(2, dim=1)
+        # a latent frame: its group's frame codes, stacked in channels
+        return tuple(m.reshape(b, t // tf, -1, *m.shape[-2:]).transpose(1, 2) for m in (mean, logvar))
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Video [B, 3, T, H, W] in [-1, 1] → normalised latents (the posterior mean)."""
@@ -151,7 +162,7 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         """Normalised latents [B, C, f, h, w] → video [B, 3, f * temporal_factor, H, W] in [-1, 1]."""
         b, c, f, h, w = latents.shape
         tf = self.config.temporal_factor
-        z = (latents * self.std + self.mean).transpose(1, 2).reshape(b * f, c, h, w)
+        z = (latents * self.std + self.mean).transpose(1, 2).reshape(b * f * tf // self.coded_frames, -1, h, w)
         x = F.pixel_shuffle(self.decoder(z), self.config.patch_size)
         x = x.reshape(b, f, tf, 3, *x.shape[-2:]).permute(0, 3, 1, 2, 4, 5)
         return x.reshape(b, 3, f * tf, *x.shape[-2:]).clamp(-1, 1)

@@ -27,10 +27,10 @@ WAN_1_3B_CONFIG = dict(
 )
 
 # The embedded CPU model: same architecture, sized to stream faster than real time on 2 cores.
-# text_dim 384 is all-MiniLM-L6-v2's hidden size; 12 latent channels is the embedded VAE's. The
-# pooled prompt also modulates every block (see `pooled_text_dim`).
+# text_dim 384 is all-MiniLM-L6-v2's hidden size; 24 latent channels are the embedded VAE's (2 frames
+# × 12). The pooled prompt also modulates every block (see `pooled_text_dim`).
 TINY_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=48, in_channels=12, out_channels=12,
+    patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=48, in_channels=24, out_channels=24,
     text_dim=384, freq_dim=64, ffn_dim=512, num_layers=6, cross_attn_norm=True,
     qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024, pooled_text_dim=384,
 )
