@@ -60,8 +60,9 @@ def settings_from_inputs(seed, chunks, anchor, steps=4, window=1) -> StreamSetti
 
 
 class Backends:
-    """One loaded backend per anchor mode (the embedded model ships one per mode), loaded on
-    first use and shared read-only by all sessions.
+    """One backend per anchor mode, loaded on first use and shared read-only by all sessions. The
+    embedded model ships one model per mode; a backend whose weights serve both modes (wan: 1.3 B
+    parameters and an 11 GB text encoder) is loaded once and only its notice differs per mode.
 
     With no device named (`device`, else $ADASTATE_DEVICE), a backend that cannot run here (no
     GPU, no Hub, a bad checkpoint) gives way to the embedded model, with a notice: the Space stays
@@ -77,13 +78,18 @@ class Backends:
     def get(self, anchor: str):
         with self.lock:
             if anchor not in self.loaded:
-                if self.device is None:
-                    backend, notice = load_backend_or_fallback(self.name, self.checkpoint, None, anchor)
-                    backend.notice = notice
-                else:
-                    backend = load_backend(self.name, self.checkpoint, self.device, anchor)
-                self.loaded[anchor] = backend
+                self.loaded[anchor] = self._load(anchor)
             return self.loaded[anchor]
+
+    def _load(self, anchor: str):
+        shared = next((backend for backend in self.loaded.values() if backend.anchor_labels), None)
+        if shared is not None:
+            return shared.for_anchor(anchor)
+        if self.device is not None:
+            return load_backend(self.name, self.checkpoint, self.device, anchor)
+        backend, notice = load_backend_or_fallback(self.name, self.checkpoint, None, anchor)
+        backend.notice = notice
+        return backend
 
 
 @dataclass

@@ -167,8 +167,12 @@ def clean_environment(monkeypatch):
 
 def test_a_named_device_gets_the_requested_backend_or_its_error(pipeline_folder, clean_environment, monkeypatch):
     monkeypatch.setenv(DEVICE_ENV, "cpu")
-    backend = Backends("wan", str(pipeline_folder)).get("static")
-    assert backend.name == "wan" and backend.latent_channels == LATENT_CHANNELS
+    backends = Backends("wan", str(pipeline_folder))
+    static, adaptive = backends.get("static"), backends.get("adaptive")
+    assert static.name == "wan" and static.latent_channels == LATENT_CHANNELS
+    # one set of weights serves both modes: loaded once, only the notice differs
+    assert adaptive.transformer is static.transformer and adaptive.vae is static.vae
+    assert adaptive.notice == "wan backend: " + adaptive.anchor_labels["adaptive"] != static.notice
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         Backends("wan", str(pipeline_folder / "missing")).get("static")
     monkeypatch.setenv(DEVICE_ENV, "gpu")
@@ -182,6 +186,8 @@ def test_without_a_named_device_a_space_without_gpu_falls_back_with_a_notice(pip
     backend = Backends("wan", str(pipeline_folder)).get("adaptive")
     assert backend.name == "tiny"
     assert backend.notice.startswith("the wan backend is unavailable (the wan backend needs a CUDA GPU")
+    with pytest.raises(ValueError, match="the tiny backend has no weights shared by every anchor mode"):
+        backend.for_anchor("static")  # the embedded model ships one model per mode
     monkeypatch.setenv(DEVICE_ENV, "cuda")
     with pytest.raises(BackendUnavailable, match="no CUDA GPU is visible"):
         Backends("wan", str(pipeline_folder))

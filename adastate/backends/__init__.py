@@ -1,7 +1,7 @@
 """Backends: everything a stream needs to turn a prompt into frames on one kind of hardware."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -30,12 +30,21 @@ class Backend:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     notice: str | None = None             # shown to users, e.g. "randomly initialised weights"
-    anchor_labels: dict = field(default_factory=dict)  # anchor mode -> what it means with these weights
+    # anchor mode -> what it means with these weights; set by a backend whose one set of weights
+    # serves both modes (wan), empty for one that loads a model per mode (tiny)
+    anchor_labels: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.vae, VideoVAE):
             raise TypeError(f"the {self.name} backend's VAE ({type(self.vae).__name__}) does not implement "
                             "adastate.vae.VideoVAE")
+
+    def for_anchor(self, anchor: str) -> "Backend":
+        """The same models (nothing copied), with the notice that says what `anchor` mode means
+        with these weights."""
+        if anchor not in self.anchor_labels:
+            raise ValueError(f"the {self.name} backend has no weights shared by every anchor mode")
+        return replace(self, notice=f"{self.name} backend: {self.anchor_labels[anchor]}")
 
     @property
     def latent_channels(self) -> int:

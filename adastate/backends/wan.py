@@ -479,8 +479,7 @@ def load_wan(checkpoint=None, device=None, anchor: str = "adaptive", dtype: torc
     if height % step_h or width % step_w:
         raise ValueError(f"video size {height}x{width} must be a multiple of {step_h}x{step_w} for this model")
 
-    labels = anchor_labels(trained_for)
     return Backend(
         name="wan", transformer=transformer, vae=vae, encode_prompt=encoder,
         latent_height=height // vae.config.spatial_factor, latent_width=width // vae.config.spatial_factor,
-        fps=FPS, device=device, dtype=dtype, notice=f"wan backend: {labels[anchor]}", anchor_labels=labels)
+        fps=FPS, device=device, dtype=dtype, anchor_labels=anchor_labels(trained_for)).for_anchor(anchor)
