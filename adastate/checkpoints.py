@@ -19,39 +19,41 @@ def _describe_non_safetensors(head: bytes) -> str:
     return "it does not start with a safetensors header"
 
 
-def check_safetensors(path, what: str = "checkpoint") -> Path:
+def check_safetensors(path, what: str = "checkpoint", shown_as: str | None = None) -> Path:
     """Return `path` if it is a readable safetensors file, else raise CheckpointError.
 
     Pickles are refused outright: unpickling runs arbitrary code, and weights never need it.
+    `shown_as` names the file in messages instead of its path (a server's paths are its own).
     """
     path = Path(path)
+    shown = shown_as or path
     if not path.exists():
-        raise CheckpointError(f"{what} not found: {path}")
+        raise CheckpointError(f"{what} not found: {shown}")
     if not path.is_file():
-        raise CheckpointError(f"{what} {path} is not a file")
+        raise CheckpointError(f"{what} {shown} is not a file")
     with open(path, "rb") as f:
         head = f.read(9)
     size = path.stat().st_size
     header_len = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else -1
     if len(head) < 9 or head[8:9] != b"{" or header_len + 8 > size:
         raise CheckpointError(
-            f"{path} is not a safetensors file ({_describe_non_safetensors(head)}); "
+            f"{shown} is not a safetensors file ({_describe_non_safetensors(head)}); "
             "AdaState only loads safetensors files")
     try:
         with open(path, "rb") as f:
             f.seek(8)
             json.loads(f.read(header_len))
     except ValueError as e:
-        raise CheckpointError(f"{path} has a corrupt safetensors header: {e}") from None
+        raise CheckpointError(f"{shown} has a corrupt safetensors header: {e}") from None
     return path
 
 
-def load_state_dict(path, what: str = "checkpoint") -> dict:
-    path = check_safetensors(path, what)
+def load_state_dict(path, what: str = "checkpoint", shown_as: str | None = None) -> dict:
+    path = check_safetensors(path, what, shown_as)
     try:
         return load_file(str(path))
     except Exception as e:  # truncated data, bad offsets: safetensors raises its own types
-        raise CheckpointError(f"{path} is a corrupt safetensors file: {e}") from None
+        raise CheckpointError(f"{shown_as or path} is a corrupt safetensors file: {e}") from None
 
 
 def check_state_dict(model, state: dict, source):

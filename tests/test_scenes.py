@@ -1,13 +1,16 @@
 """Prompt switches mid-stream, scenes saved and resumed, state transplant."""
 
+import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from adastate.scene import SceneError, read_scene, resume_stream, save_scene, snapshot
+from adastate.sampling import timesteps
+from adastate.scene import METADATA_KEY, SceneError, SceneLimits, read_scene, resume_stream, save_scene, snapshot
 from adastate.stream import ChunkStream, StreamSettings
 
 
@@ -32,6 +35,20 @@ def test_save_at_k_and_resume_gives_the_same_frames(test_backend, tmp_path, anch
     for got, want in zip(head + tail, whole):
         np.testing.assert_array_equal(got, want)
     assert resumed.index == 6
+
+
+@pytest.mark.parametrize("anchor", ["adaptive", "static"])
+@pytest.mark.parametrize("chunks, window", [(1, 1), (3, 4), (2, 1), (5, 4)])  # window not yet full / full
+def test_a_scene_saves_whether_or_not_the_window_is_full(test_backend, tmp_path, anchor, chunks, window):
+    """Regression: a static stream's anchor slot is a view of its first window chunk until that
+    chunk leaves the window, and safetensors refused to save tensors that share memory."""
+    settings = StreamSettings(anchor=anchor, chunks=chunks + 1, seed=5, window_chunks=window)
+    whole = frames_of(ChunkStream(test_backend, "hills", settings))
+    head = ChunkStream(test_backend, "hills", StreamSettings(anchor=anchor, chunks=chunks, seed=5, window_chunks=window))
+    list(head)
+    path = save_scene(snapshot(head), tmp_path / "scene.safetensors")
+    tail = frames_of(resume_stream(test_backend, read_scene(path), chunks=1))
+    np.testing.assert_array_equal(tail[0], whole[-1])
 
 
 def test_resume_restores_statistics_across_the_cut(test_backend, tmp_path):
@@ -169,9 +186,97 @@ def test_a_scene_from_another_model_is_refused(saved, test_backend, tmp_path):
         resume_stream(other_weights, scene, 2)
 
 
-def test_a_tampered_header_is_refused(saved, tmp_path):
-    tensors = load_file(saved)
-    tampered = tmp_path / "tampered.safetensors"
-    save_file(tensors, tampered, metadata={"adastate.scene": '{"format": "adastate-scene/1", "anchor": "sideways"}'})
-    with pytest.raises(SceneError, match="not an AdaState scene file"):
-        read_scene(tampered)
+def rewritten(path, tmp_path, meta=None, tensors=None, raw=None):
+    """A copy of the scene at `path` whose header is `meta` (or the raw string `raw`) and whose
+    tensors are `tensors` (default: the original's)."""
+    with safe_open(str(path), "pt") as f:
+        original = json.loads(f.metadata()[METADATA_KEY])
+    out = tmp_path / "edited.safetensors"
+    header = raw if raw is not None else json.dumps(original if meta is None else meta(original))
+    save_file(load_file(path) if tensors is None else tensors(load_file(path)), out, metadata={METADATA_KEY: header})
+    return out
+
+
+def edit(change):
+    """A header edit: `change(header)` changes a copy in place."""
+    def edited(header):
+        header = json.loads(json.dumps(header))
+        change(header)
+        return header
+    return edited
+
+
+def set_setting(key, value):
+    return edit(lambda h: h["settings"].__setitem__(key, value))
+
+
+def set_field(key, value):
+    return edit(lambda h: h.__setitem__(key, value))
+
+
+DEMO_LIMITS = SceneLimits(max_steps=8, max_window=4)
+
+
+@pytest.mark.parametrize("meta, raw, message", [
+    (set_setting("denoising_steps", list(timesteps(50))), None, "asks for 50 denoising steps per chunk; at most 8 here"),
+    (set_setting("window_chunks", 16), None, "keeps a window of 16 chunks; at most 4 here"),
+    (set_setting("chunk_frames", 16), None, "the scene's chunks are 16 latent frames with a 1-frame state; this model "
+                                            "makes 3"),
+    (set_setting("denoising_steps", [250, 500]), None, "must decrease strictly"),
+    (set_setting("shift", float("nan")), None, "the shift must be a positive number, got nan"),
+    (set_field("index", 100000), None, "the chunk index must be a whole number from 1 to 99999, got 100000"),
+    (set_field("index", "5"), None, "'index' in the header must be a whole number, got '5'"),
+    (set_field("seed", -1), None, "the seed must be a whole number from 0"),
+    (set_field("prompt", "x" * 5000), None, "the scene's prompt: the prompt is 5000 characters long; the limit is 2000"),
+    (set_field("anchor", "sideways"), None, "unknown anchor mode 'sideways'"),
+    (set_field("decoder", "x"), None, "'decoder' in the header must be an object, got 'x'"),
+    (edit(lambda h: h.pop("settings")), None, "the header has no 'settings'"),
+    (None, "[1, 2, 3]", "the scene header must be a JSON object, got list"),
+    (None, "{not json", "its scene description is not JSON"),
+])
+def test_an_edited_header_is_refused_with_a_specific_line(saved, tmp_path, meta, raw, message):
+    with pytest.raises(SceneError) as refused:
+        read_scene(rewritten(saved, tmp_path, meta=meta, raw=raw), DEMO_LIMITS)
+    text = str(refused.value)
+    assert message in text, text
+    assert text.startswith("edited.safetensors: ") and "\n" not in text and str(tmp_path) not in text
+
+
+def test_the_limits_are_the_readers(saved, tmp_path):
+    """The CLI continues its own files: more steps and a wider window than the demo allows."""
+    wide = rewritten(saved, tmp_path, meta=set_setting("window_chunks", 8))
+    assert read_scene(wide).meta["settings"]["window_chunks"] == 8
+    with pytest.raises(SceneError, match="at most 4 here"):
+        read_scene(wide, DEMO_LIMITS)
+
+
+def with_tensor(name, value):
+    return lambda tensors: {**tensors, name: value}
+
+
+@pytest.mark.parametrize("tensors, message", [
+    (with_tensor("anchor_latent", torch.zeros(2, 2)), "tensor 'anchor_latent' has shape [2, 2], this model writes "
+                                                      "[4, 1, 4, 6]"),
+    (with_tensor("cache.anchor.0.key", torch.zeros(1, 6, 2, 24, dtype=torch.int64)),
+     "tensor 'cache.anchor.0.key' is torch.int64, this model writes torch.float32"),
+    (with_tensor("extra", torch.zeros(1)), "unexpected tensor 'extra'"),
+    (lambda tensors: {k: v for k, v in tensors.items() if k != "cache.window.1.0.value"},
+     "tensor 'cache.window.1.0.value' is missing"),
+])
+def test_tensors_must_be_what_the_model_writes(saved, test_backend, tmp_path, tensors, message):
+    scene = read_scene(rewritten(saved, tmp_path, tensors=tensors), DEMO_LIMITS)
+    with pytest.raises(SceneError) as refused:
+        resume_stream(test_backend, scene, 1)
+    assert str(refused.value) == f"edited.safetensors: {message}"
+
+
+def test_non_finite_values_are_refused(saved, tmp_path):
+    nan_anchor = with_tensor("anchor_latent", torch.full((4, 1, 4, 6), float("nan")))
+    with pytest.raises(SceneError, match="tensor 'anchor_latent' holds values that are not finite"):
+        read_scene(rewritten(saved, tmp_path, tensors=nan_anchor))
+
+
+def test_a_resume_past_the_chunk_limit_says_so(saved, test_backend, tmp_path):
+    late = read_scene(rewritten(saved, tmp_path, meta=set_field("index", 99_999)))
+    with pytest.raises(SceneError, match="it is at chunk 99999; 2 more would pass the limit of 100000"):
+        resume_stream(test_backend, late, 2)
