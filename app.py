@@ -1,19 +1,21 @@
 """AdaState demo: widgets and wiring only; the logic lives in adastate.demo (tested there)."""
 
+import logging
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import gradio as gr
 import spaces
 
 from adastate.backends.wan import gpu_duration
-from adastate.demo import (ENDLESS_CHUNKS, MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, Backends, LiveStreams,
-                           compare_updates, generate_updates, plots_of, resume_updates, summary_of)
+from adastate.demo import (ENDLESS_CHUNKS, MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, SESSION_IDLE_SECONDS, SWEEP_SECONDS,
+                           Backends, Scheduler, Visitors, compare_updates, generate_updates, plots_of, reserved_chunks,
+                           resume_updates, summary_of, upload_limit_bytes)
 from adastate.stream import RECACHE_ON_SWITCH
 from adastate.viz import SUMMARY_HEADERS
 
 BACKENDS = Backends()
-LIVE = LiveStreams()  # each browser session's latest stream, for switch and save
 EXAMPLES = [
     ["a slow pan to the right across snowy hills with pine trees", 0, 16, "adaptive"],
     ["the camera moves left at a rapid pace over desert dunes, passing cacti", 1, 16, "adaptive"],
@@ -33,15 +35,20 @@ while the state and the recent frames carry the scene across. **Save scene** wri
 needed to continue (a small .safetensors file); upload it later to **continue** exactly where it
 stopped, or tick *state only* to start a new prompt from that scene's look.
 """
+log = logging.getLogger("adastate.app")
 
 
 @contextmanager
 def shown_in_ui():
-    """Bad input (ValueError, with a message for people) becomes a UI error, never a trace."""
+    """Errors reach the visitor as one line: bad input (ValueError) says what is wrong; anything
+    else is the server's fault, logged here and not described there (it could name server paths)."""
     try:
         yield
     except ValueError as e:
         raise gr.Error(str(e)) from None
+    except Exception:
+        log.exception("a request failed")
+        raise gr.Error("the server failed on this request (the fault is logged); please try again") from None
 
 
 def visitor(request: gr.Request | None):
@@ -53,6 +60,8 @@ def plots_or_skip(updates: dict):
 
 
 def to_outputs(update, status):
+    if update is None:  # waiting for a free place: only the status changes
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), status, gr.skip()
     return update.segment, update.state, update.peek, plots_or_skip({update.mode: update}), status, update.video
 
 
@@ -63,36 +72,40 @@ def stream_outputs(updates):
 
 
 @spaces.GPU(duration=lambda prompt, seed, chunks, anchor, steps, window, endless=False, *rest:  # no-op off ZeroGPU
-            gpu_duration(ENDLESS_CHUNKS if endless else int(chunks)))
+            gpu_duration(reserved_chunks(chunks, endless)))
 def generate(prompt, seed, chunks, anchor, steps, window, endless=False, request: gr.Request = None):
     yield from stream_outputs(generate_updates(BACKENDS, prompt, seed, chunks, anchor, steps, window, endless,
-                                               LIVE, visitor(request)))
+                                               VISITORS, visitor(request)))
 
 
-@spaces.GPU(duration=lambda scene, prompt, seed, chunks, *rest: gpu_duration(int(chunks)))
+@spaces.GPU(duration=lambda scene, prompt, seed, chunks, *rest: gpu_duration(reserved_chunks(chunks)))
 def resume(scene, prompt, seed, chunks, state_only, request: gr.Request = None):
     yield from stream_outputs(resume_updates(BACKENDS, scene, prompt, seed, chunks, state_only,
-                                             LIVE, visitor(request)))
+                                             VISITORS, visitor(request)))
 
 
 def switch_prompt(prompt, recache, request: gr.Request = None):
     with shown_in_ui():
-        return LIVE.switch(visitor(request), prompt, recache)
+        return VISITORS.switch(visitor(request), prompt, recache)
 
 
 def forget_session(request: gr.Request):
-    LIVE.end(visitor(request))  # the visitor left: drop their stream and its cache
+    VISITORS.end(visitor(request))  # the visitor left: stop their stream, remove their files
 
 
 def save_scene(request: gr.Request = None):
     with shown_in_ui():
-        return LIVE.save(visitor(request))
+        return VISITORS.save(visitor(request))
 
 
-@spaces.GPU(duration=lambda prompt, seed, chunks, *rest: 2 * gpu_duration(int(chunks)))
-def compare(prompt, seed, chunks, steps, window):
+@spaces.GPU(duration=lambda prompt, seed, chunks, *rest: 2 * gpu_duration(reserved_chunks(chunks)))
+def compare(prompt, seed, chunks, steps, window, request: gr.Request = None):
     with shown_in_ui():
-        for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window):
+        for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window, VISITORS,
+                                               visitor(request)):
+            if not updates:  # waiting for a free place
+                yield (gr.skip(),) * 8 + (status, gr.skip(), gr.skip())
+                continue
             a, s = updates["adaptive"], updates["static"]
             yield (a.segment, a.state, a.peek, s.segment, s.state, s.peek, plots_or_skip(updates),
                    summary_of(updates), status, a.video, s.video)
@@ -106,7 +119,10 @@ def state_panel(title, elem_id):
     return colours, peek
 
 
-with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor") as demo:
+# Gradio's own copies (pictures of the state, uploads no session took) go after the time a session
+# may stay idle; the demo's files go with their session (adastate.demo.Visitors).
+with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor",
+               delete_cache=(min(300, SESSION_IDLE_SECONDS), SESSION_IDLE_SECONDS)) as demo:
     gr.Markdown("# AdaState: streaming video with a self-evolving anchor")
     gr.Markdown(EXPLANATION)
     with gr.Row():
@@ -166,22 +182,39 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor")
                 download_a, download_s = gr.File(label="adaptive (MP4)"), gr.File(label="static (MP4)")
     gr.Examples(EXAMPLES, inputs=[prompt, seed, chunks, anchor])
 
+    # Inputs reach the functions as sent (preprocess=False), so that adastate.demo checks them and
+    # names what is wrong. Streams are admitted and take turns in adastate.demo's Scheduler (not in
+    # Gradio's queue), where an endless run can see that a visitor waits.
+    streams = dict(preprocess=False, concurrency_limit=None)
     generating = run.click(generate, [prompt, seed, chunks, anchor, steps, window, endless],
-                           [video, colours, peek, plots, status, download], api_name="generate")
+                           [video, colours, peek, plots, status, download], api_name="generate", **streams)
     resuming = run_resume.click(resume, [scene_in, prompt, seed, chunks, state_only],
-                                [video, colours, peek, plots, status, download], api_name="resume")
+                                [video, colours, peek, plots, status, download], api_name="resume", **streams)
     # cheap actions on a running stream: never queued behind generations
-    switch.click(switch_prompt, [prompt, recache], status, api_name="switch_prompt", concurrency_limit=None)
+    switch.click(switch_prompt, [prompt, recache], status, api_name="switch_prompt", concurrency_limit=None,
+                 preprocess=False)
     save.click(save_scene, None, scene_out, api_name="save_scene", concurrency_limit=None)
     comparing = run_both.click(compare, [prompt, seed, chunks, steps, window],
                                [video_a, colours_a, peek_a, video_s, colours_s, peek_s, plots_both, summary,
-                                status_both, download_a, download_s], api_name="compare")
+                                status_both, download_a, download_s], api_name="compare", **streams)
     stop.click(None, cancels=[generating, resuming])
     stop_both.click(None, cancels=[comparing])
 
     demo.unload(forget_session)
 
-demo.queue(default_concurrency_limit=int(os.environ.get("ADASTATE_CONCURRENCY", "2")), max_size=32)
+# the demo's files live in Gradio's cache, so that Gradio serves them where they are (no copies)
+VISITORS = Visitors(Path(demo.GRADIO_CACHE) / "adastate", Scheduler(), uploads=Path(demo.GRADIO_CACHE))
+demo.queue(default_concurrency_limit=None)
+
+
+def launch(**options):
+    """Serve the demo as it is meant to face the public: uploads no larger than a scene file can
+    be (Gradio removes a larger one as it arrives), error messages shown (every message the
+    functions raise is one line for people; Gradio's own name the malformed request), idle
+    sessions swept."""
+    VISITORS.sweep_every(SWEEP_SECONDS)
+    return demo.launch(max_file_size=upload_limit_bytes(BACKENDS.name), show_error=True, **options)
+
 
 if __name__ == "__main__":
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

@@ -1,21 +1,36 @@
-"""The demo's logic without the UI: widget values → settings, and the generators behind the
-app's actions: `/generate` (one mode, optionally endless), `/compare` (both modes in step),
-`/resume` (continue a saved scene, or carry its state into a new prompt), and the two actions that
-reach a running generation, `/switch_prompt` and `/save_scene`.
+"""The demo's logic without the UI: widget values → settings, the generators behind the app's
+actions, and how visitors share the machine, its memory and its disk.
 
-Each call owns its stream, cache and temporary folder; nothing is shared between visitors except
-the read-only model weights. When a call ends or is cancelled (the stop button closes the
-generator), its `finally` closes the video and removes its files. A browser session's latest
-stream stays reachable (`LiveStreams`, keyed by Gradio's session hash) for switch and save,
-until the session starts another or leaves.
+Actions: `/generate` (one mode, optionally endless), `/compare` (both modes in step), `/resume`
+(continue a saved scene, or carry its state into a new prompt), and the two that reach a running
+generation, `/switch_prompt` and `/save_scene`. The app hands over its inputs as they arrive
+(JSON values, unchecked), so every check, and the message that names what is wrong, is here.
+
+Sharing the machine (`Scheduler`): at most `places` streams run at once, and a visitor runs at
+most one (starting another stops the previous one after its chunk in progress). Running streams
+take turns chunk by chunk on `slots` compute slots, first come first served, so a new stream's
+first chunk waits for no more than one chunk of each stream already running. An endless run ends
+as soon as a visitor waits for a place (one endless run per waiting visitor).
+
+Sharing memory and disk (`Visitors`, keyed by Gradio's session hash): every file the demo writes
+lives in its visitor's folder — the latest run's video, one saved scene (a new save replaces it),
+the scene file the visitor last uploaded — and goes when the session ends or has been idle for
+`idle_seconds`. A stream lives on the model's device only while it runs; when it ends, its scene
+(a CPU copy) is kept for /save_scene while all kept scenes fit `memory_budget`, least recently used
+dropped first.
 """
 
+import html
+import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,9 +38,9 @@ import numpy as np
 
 from .backends import load_backend, load_backend_or_fallback, requested_device
 from .metrics import motion_magnitude
-from .scene import read_scene, resume_stream, save_scene, snapshot
 from .sampling import timesteps
-from .stream import ANCHOR_MODES, RECACHE_ON_SWITCH, ChunkStream, StreamSettings
+from .scene import Scene, SceneError, SceneLimits, check_compatible, read_scene, resume_stream, save_scene, shown, snapshot
+from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
 from .text import check_prompt
 from .video import Mp4Writer, encode_mp4
 from .viz import chunk_plots, state_colors, state_peek, summary_rows
@@ -33,31 +48,95 @@ from .viz import chunk_plots, state_colors, state_peek, summary_rows
 MAX_DEMO_CHUNKS = int(os.environ.get("ADASTATE_MAX_CHUNKS", "120"))  # a shared Space's ceiling per request
 ENDLESS_CHUNKS = int(os.environ.get("ADASTATE_ENDLESS_CHUNKS", "2000"))  # endless mode stops here at the latest
 MAX_STEPS, MAX_WINDOW = 8, 4
+DEMO_LIMITS = SceneLimits(max_steps=MAX_STEPS, max_window=MAX_WINDOW)  # what an uploaded scene may ask for
+MAX_STREAMS = int(os.environ.get("ADASTATE_MAX_STREAMS", "6"))      # streams running at once (each holds a KV cache)
+COMPUTE_SLOTS = int(os.environ.get("ADASTATE_CONCURRENCY", "2"))    # chunks computed at once
+MAX_WAITING = int(os.environ.get("ADASTATE_MAX_WAITING", "16"))     # visitors waiting for a place (each holds a thread)
+SESSION_IDLE_SECONDS = int(os.environ.get("ADASTATE_SESSION_IDLE", "1800"))
+SWEEP_SECONDS = min(60.0, SESSION_IDLE_SECONDS / 4)  # how often idle sessions are looked for
+SESSION_MEMORY_MB = float(os.environ.get("ADASTATE_SESSION_MEMORY_MB", "1024"))  # scenes kept for ended streams
+# The largest upload: a scene file's plausible maximum at the demo's widest window (4 chunks: 13
+# latent frames of keys and values in every layer). tiny: 8.0 MB (measured by tests/test_app.py);
+# wan (30 layers, 480x832): 3.7 GB of keys and values plus the VAE's carried cache (estimated).
+SCENE_UPLOAD_MB = {"tiny": 16, "wan": 8192}
 # Drawing the per-chunk plots costs about a third of a chunk's time in the app (measured through
 # gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
 # this often (and always on the last update).
 PLOT_INTERVAL = 1.0
+WAIT_POLL = 1.0  # seconds between status updates of a visitor waiting for a place
 
+log = logging.getLogger(__name__)
+
+
+# -- inputs, as they arrive -----------------------------------------------------------------------
 
 def whole_number(value, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name} must be a number, got {shown(value)}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {shown(value)}") from None
     if not number.is_integer() or not low <= number <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value}")
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {shown(value)}")
     return int(number)
 
 
+def true_or_false(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {shown(value)}")
+    return value
+
+
+def prompt_text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"the prompt must be text, got {shown(value)}")
+    return check_prompt(value)
+
+
+def uploaded_path(value) -> Path:
+    """The file the visitor uploaded: Gradio hands over its file data (a JSON object whose "path"
+    is in Gradio's upload folder); a path is taken as it is (library use)."""
+    if value is None or value == "":
+        raise ValueError("upload a scene file (.safetensors) saved by this demo or the CLI")
+    path = value.get("path") if isinstance(value, dict) else value
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f"the scene file must be an uploaded file, got {shown(value)}")
+    return Path(path)
+
+
+def upload_limit_bytes(backend_name: str) -> int:
+    return int(float(os.environ.get("ADASTATE_MAX_UPLOAD_MB") or SCENE_UPLOAD_MB[backend_name]) * 2**20)
+
+
+def reserved_chunks(chunks, endless=False) -> int:
+    """How many chunks to reserve GPU time for before the inputs are checked: a bad value reserves
+    one, and the run then refuses it with its message."""
+    if endless is True:
+        return ENDLESS_CHUNKS
+    try:
+        return whole_number(chunks, "chunks", 1, MAX_DEMO_CHUNKS)
+    except ValueError:
+        return 1
+
+
 def settings_from_inputs(seed, chunks, anchor, steps=4, window=1) -> StreamSettings:
-    if anchor not in ANCHOR_MODES:
-        raise ValueError(f"unknown anchor mode {anchor!r}; choose one of: {', '.join(ANCHOR_MODES)}")
+    if not isinstance(anchor, str) or anchor not in ANCHOR_MODES:
+        raise ValueError(f"unknown anchor mode {shown(anchor)}; choose one of: {', '.join(ANCHOR_MODES)}")
     return StreamSettings(
         anchor=anchor, seed=whole_number(seed, "seed", 0, 2**31 - 1),
         chunks=whole_number(chunks, "chunks", 1, MAX_DEMO_CHUNKS),
         denoising_steps=timesteps(whole_number(steps, "denoising steps", 1, MAX_STEPS)),
         window_chunks=whole_number(window, "window", 1, MAX_WINDOW)).check()
 
+
+def as_markdown_text(text: str) -> str:
+    """`text` shown literally in Markdown: a prompt may come from a stranger's scene file, and the
+    status line must not turn it into HTML, links or emphasis."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", html.escape(text, quote=False))
+
+
+# -- models ---------------------------------------------------------------------------------------
 
 class Backends:
     """One backend per anchor mode, loaded on first use and shared read-only by all sessions. The
@@ -92,6 +171,8 @@ class Backends:
         return backend
 
 
+# -- one stream and what it shows -------------------------------------------------------------------
+
 @dataclass
 class Update:
     """What the UI shows after a chunk (per mode for /compare)."""
@@ -118,19 +199,20 @@ class Throttle:
         return True
 
 
-class Session:
-    """One mode's stream, its per-chunk files and statistics."""
+class Run:
+    """One anchor mode's stream in a visitor's run, its per-chunk files and statistics."""
 
     def __init__(self, backend, stream: ChunkStream, folder: Path):
         self.backend, self.stream = backend, stream
         self.folder, self.mode = folder, stream.settings.anchor
+        folder.mkdir(parents=True, exist_ok=True)
         self.video_path = folder / f"{self.mode}.mp4"
         self.video = Mp4Writer(self.video_path, self.backend.fps)
         self.records = []
         self.lock = threading.Lock()  # a save from another request waits for the chunk in progress
 
     @classmethod
-    def new(cls, backends: Backends, prompt: str, settings: StreamSettings, folder: Path) -> "Session":
+    def new(cls, backends: Backends, prompt: str, settings: StreamSettings, folder: Path) -> "Run":
         backend = backends.get(settings.anchor)
         return cls(backend, ChunkStream(backend, prompt, settings), folder)
 
@@ -139,14 +221,14 @@ class Session:
             result = self.stream.next_chunk()
         segment = self.folder / f"{self.mode}-{result.index:05d}.mp4"
         encode_mp4(result.frames, segment, self.backend.fps)
-        # Gradio has copied the segment before last by now: keep the folder small in endless mode
+        # Gradio has read the segment before last by now: keep the folder small in endless mode
         self.folder.joinpath(f"{self.mode}-{result.index - 2:05d}.mp4").unlink(missing_ok=True)
         self.video.write(result.frames)
         self.records.append({**result.record(), "motion": motion_magnitude(result.frames)})
         return Update(str(segment), state_colors(result.anchor_latent),
                       state_peek(self.backend.vae, result.anchor_latent), list(self.records), mode=self.mode)
 
-    def scene(self):
+    def scene(self) -> Scene:
         with self.lock:
             return snapshot(self.stream)
 
@@ -154,134 +236,471 @@ class Session:
         self.video.close()
         return str(self.video_path)
 
+    def close(self):
+        """The run is over: close the video (what was written plays) and remove the segments,
+        which the app has streamed by now."""
+        self.video.close()
+        for segment in self.folder.glob(f"{self.mode}-*.mp4"):
+            segment.unlink(missing_ok=True)
 
-class LiveStreams:
-    """Each browser session's latest stream, so that /switch_prompt and /save_scene (separate
-    requests) reach it. Only that session's own requests can: the key is its session hash.
-    API clients never "leave" as a browser tab does, so only the `capacity` most recently
-    started sessions are kept."""
 
-    def __init__(self, capacity: int = 32):
-        self.sessions, self.lock, self.capacity = OrderedDict(), threading.Lock(), capacity
+# -- sharing the machine ----------------------------------------------------------------------------
 
-    def start(self, key, session: Session):
-        if key is not None:
-            with self.lock:
-                self.sessions.pop(key, None)
-                self.sessions[key] = session
-                while len(self.sessions) > self.capacity:
-                    self.sessions.popitem(last=False)  # the longest-idle session's stream goes
+class FairSlots:
+    """`count` slots, granted strictly in the order they were requested: one who releases a slot
+    and asks again queues behind everyone already waiting. A released slot goes straight to the
+    first in line, so `waiting()` drops the moment a slot frees."""
 
-    def get(self, key) -> Session:
+    def __init__(self, count: int):
+        self.free, self.queue, self.granted = count, deque(), set()
+        self.changed = threading.Condition()
+
+    def request(self) -> object:
+        ticket = object()
+        with self.changed:
+            if self.free and not self.queue:
+                self.free -= 1
+                self.granted.add(ticket)
+            else:
+                self.queue.append(ticket)
+        return ticket
+
+    def wait(self, ticket, timeout: float | None = None) -> bool:
+        """True once `ticket` holds a slot; False if `timeout` passed first (it stays in line)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: ticket in self.granted, timeout)
+
+    def release(self, ticket):
+        """Give back a granted slot, or give up a place in line."""
+        with self.changed:
+            if ticket in self.granted:
+                self.granted.remove(ticket)
+                if self.queue:
+                    self.granted.add(self.queue.popleft())
+                    self.changed.notify_all()
+                else:
+                    self.free += 1
+            elif ticket in self.queue:
+                self.queue.remove(ticket)
+
+    def waiting(self) -> int:
+        with self.changed:
+            return len(self.queue)
+
+    def ahead_of(self, ticket) -> int:
+        with self.changed:
+            return self.queue.index(ticket) if ticket in self.queue else 0
+
+    @contextmanager
+    def held(self):
+        ticket = self.request()
+        try:
+            self.wait(ticket)
+            yield
+        finally:
+            self.release(ticket)
+
+
+class Scheduler:
+    """How streams share the machine: `places` streams run at once; they compute chunk by chunk in
+    turns on `slots` slots; at most `max_waiting` visitors wait for a place (each waiting request
+    holds one of the web server's threads), more are told to come back."""
+
+    def __init__(self, places: int = MAX_STREAMS, slots: int = COMPUTE_SLOTS, max_waiting: int = MAX_WAITING):
+        self.places, self.slots, self.max_waiting = FairSlots(places), FairSlots(slots), max_waiting
+        self.lock = threading.Lock()
+        self.making_room = 0  # endless runs ending for a waiting visitor who has not got their place yet
+
+    def enter(self) -> object:
+        """A place in line (or a place) for a new stream."""
+        waiting = self.places.waiting()
+        if waiting >= self.max_waiting:
+            raise ValueError(f"the demo is full: {waiting} visitors are waiting for a free place; try again in a "
+                             "minute")
+        return self.places.request()
+
+    def make_room(self) -> bool:
+        """Should this endless run end now? Yes if a visitor waits for a place that no other
+        ending run is freeing already."""
         with self.lock:
-            session = self.sessions.get(key)
-        if session is None:
-            raise ValueError("nothing is streaming in this session yet: generate first")
-        return session
+            if self.places.waiting() > self.making_room:
+                self.making_room += 1
+                return True
+            return False
 
-    def switch(self, key, prompt, recache: bool = RECACHE_ON_SWITCH) -> str:
-        session = self.get(key)
-        prompt = check_prompt(prompt)
-        session.stream.switch_prompt(prompt, bool(recache))
-        return (f"switching to “{prompt}” from chunk {session.stream.index + 1} on"
-                + (" (window re-cached)" if recache else ""))
+    def leave(self, ticket, made_room: bool):
+        with self.lock:  # the place goes to the first in line before the count drops
+            self.places.release(ticket)
+            if made_room:
+                self.making_room -= 1
 
-    def save(self, key, folder=None) -> str:
-        """Write the session's scene as it is after its latest chunk; returns the file's path."""
-        session = self.get(key)
-        scene = session.scene()
-        folder = Path(folder or tempfile.mkdtemp(prefix="adastate-scene-"))
-        return str(save_scene(scene, folder / f"scene-{scene.anchor}-chunk{scene.index:05d}.safetensors"))
+    def turn(self):
+        """Context: computing one chunk."""
+        return self.slots.held()
+
+
+# -- sharing memory and disk: what is kept per visitor ---------------------------------------------
+
+class Running:
+    """A visitor's running stream(s), as the other requests of that visitor reach them."""
+
+    def __init__(self):
+        self.run: Run | None = None   # the steerable stream, once it runs (None for a comparison)
+        self.comparing = False
+        self.stop_reason: str | None = None
+
+    def stop(self, reason: str):
+        self.stop_reason = reason
+
+
+@dataclass
+class Visit:
+    """One browser session's share of the demo."""
+    folder: Path
+    last_seen: float
+    running: Running | None = None
+    scene: Scene | None = None         # where the last stream ended (CPU tensors), for /save_scene
+    scene_gone: str | None = None      # why there is no kept scene although a stream ran
+    scene_file: Path | None = None     # the one saved scene file
+    upload: Path | None = None         # the scene file this visitor uploaded last
+    runs_started: int = 0
+    kept_run: tuple[int, Path] | None = None  # (number, folder) of the newest ended run: its video is offered
+
+
+class Visitors:
+    """Each session's running stream, kept scene and files (see the module's docstring).
+
+    `root`: where visitors' folders go (the app: inside Gradio's cache, so that Gradio serves the
+    videos and scenes from there instead of copying them). `uploads`: Gradio's upload folder;
+    uploaded scene files there belong to the visitor who used them, and a rejected one is removed
+    at once. `key` None is a run that belongs to no session: its files go when it ends.
+    """
+
+    def __init__(self, root: Path | None = None, scheduler: Scheduler | None = None,
+                 memory_budget_mb: float = SESSION_MEMORY_MB, idle_seconds: float = SESSION_IDLE_SECONDS,
+                 uploads: Path | None = None, clock=time.monotonic):
+        self.root = Path(root or Path(tempfile.gettempdir()) / "adastate-runs")
+        self.scheduler = scheduler or Scheduler()
+        self.memory_budget, self.idle_seconds = memory_budget_mb * 2**20, idle_seconds
+        self.uploads, self.clock = uploads, clock
+        self.visits: dict = {}
+        self.lock = threading.RLock()
+        self.sweeper = None
+
+    # visits
+
+    def _new_visit(self) -> Visit:
+        folder = self.root / secrets.token_hex(8)  # not the session hash: API clients choose that
+        folder.mkdir(parents=True)
+        return Visit(folder, self.clock())
+
+    def _visit(self, key) -> Visit:
+        """The session's visit (a new one if it has none), marked as seen now."""
+        with self.lock:
+            visit = self.visits.get(key) if key is not None else None
+            if visit is None:
+                visit = self._new_visit()
+                if key is not None:
+                    self.visits[key] = visit
+            visit.last_seen = self.clock()
+            return visit
+
+    def _current(self, key) -> Visit | None:
+        return self.visits.get(key) if key is not None else None
+
+    def _remove(self, visit: Visit):
+        shutil.rmtree(visit.folder, ignore_errors=True)
+        self._delete_upload(visit.upload)
 
     def end(self, key):
-        """The browser session left: drop its stream (and with it the cache)."""
+        """The session ended (its browser tab closed): stop its stream, remove what it kept."""
         with self.lock:
-            self.sessions.pop(key, None)
+            visit = self.visits.pop(key, None)
+        if visit is None:
+            return
+        if visit.running is not None:
+            visit.running.stop("stopped: the session ended")  # the run removes the folder as it ends
+            self._delete_upload(visit.upload)
+        else:
+            self._remove(visit)
+
+    def sweep(self):
+        """Remove sessions idle for longer than `idle_seconds`; drop kept scenes, least recently
+        used first, until they fit the memory budget."""
+        now = self.clock()
+        with self.lock:
+            idle = [key for key, visit in self.visits.items()
+                    if visit.running is None and now - visit.last_seen > self.idle_seconds]
+            for key in idle:
+                self._remove(self.visits.pop(key))
+            kept = sorted((visit for visit in self.visits.values() if visit.scene is not None),
+                          key=lambda visit: visit.last_seen)
+            excess = sum(visit.scene.nbytes for visit in kept) - self.memory_budget
+            for visit in kept:
+                if excess <= 0:
+                    break
+                excess -= visit.scene.nbytes
+                visit.scene = None
+                visit.scene_gone = (f"this session's last stream was dropped from memory to make room for others "
+                                    f"(they share {self.memory_budget / 2**20:.0f} MB): save while a stream runs")
+
+    def sweep_every(self, seconds: float):
+        """Sweep in a background thread (once per Visitors, however often called)."""
+        def sweeping():
+            while True:
+                time.sleep(seconds)
+                try:
+                    self.sweep()
+                except Exception:  # a sweep that failed must not end the sweeping
+                    log.exception("sweeping the demo's sessions failed")
+
+        with self.lock:
+            if self.sweeper is None:
+                self.sweeper = threading.Thread(target=sweeping, name="adastate-sweeper", daemon=True)
+                self.sweeper.start()
+
+    def kept_scene_bytes(self) -> int:
+        with self.lock:
+            return sum(visit.scene.nbytes for visit in self.visits.values() if visit.scene is not None)
+
+    # uploads
+
+    def _deletable_upload(self, path: Path | None) -> bool:
+        """Only scene files in Gradio's upload folder are the visitor's to lose: never a file of the
+        demo's own (its folders are in the same folder), never anything else Gradio keeps there."""
+        if path is None or self.uploads is None or path.suffix != ".safetensors":
+            return False
+        resolved = path.resolve()
+        return resolved.is_relative_to(Path(self.uploads).resolve()) and not resolved.is_relative_to(self.root.resolve())
+
+    def _delete_upload(self, path: Path | None):
+        if self._deletable_upload(path):
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()  # Gradio keeps each upload in a folder of its own
+            except OSError:
+                pass
+
+    def adopt_upload(self, key, path: Path):
+        """`path` is the scene file this visitor uploaded: it replaces their previous upload and
+        goes with their session. (Two visitors who upload the very same bytes share Gradio's
+        copy; the first to leave takes it along.)"""
+        with self.lock:
+            visit = self._current(key)
+            if visit is None or visit.upload == path:
+                return
+            previous, visit.upload = visit.upload, path
+        self._delete_upload(previous)
+
+    def discard_upload(self, key, path: Path):
+        """A rejected upload leaves nothing behind."""
+        with self.lock:
+            visit = self._current(key)
+            if visit is not None and visit.upload == path:
+                visit.upload = None
+        self._delete_upload(path)
+
+    # streams
+
+    def stream(self, key, start, endless: bool = False):
+        """Run the streams `start(folder)` returns (one mode, or both in step) as `key`'s visitor's
+        run: yield ({mode: Update}, status) per chunk — ({}, status) while waiting for a place — and
+        a last pair whose updates carry the finished videos. `endless`: the run gives way to a
+        waiting visitor."""
+        scheduler = self.scheduler
+        visit = self._visit(key)
+        running = Running()
+        with self.lock:
+            visit.runs_started += 1
+            number = visit.runs_started
+            if visit.running is not None:
+                visit.running.stop("stopped: a newer run started in this session")
+            visit.running = running
+        ticket = None
+        admitted = made_room = False
+        runs, folder = [], visit.folder / f"run-{number}"
+        try:
+            ticket = scheduler.enter()
+            while not scheduler.places.wait(ticket, WAIT_POLL):
+                if running.stop_reason:
+                    yield {}, running.stop_reason
+                    return
+                ahead = scheduler.places.ahead_of(ticket)
+                yield {}, (f"waiting for a free place: {ahead} visitor{'s' if ahead != 1 else ''} ahead of you"
+                           if ahead else "waiting for a free place: you are next")
+            admitted = True
+            started = time.perf_counter()
+            runs = start(folder)
+            running.run, running.comparing = (runs[0], False) if len(runs) == 1 else (None, True)
+            lead = runs[0]  # the runs go in step: the first one's count and statistics stand for all
+            total = "endless" if endless else lead.stream.settings.chunks - lead.stream.index
+            plots, updates, ending = Throttle(PLOT_INTERVAL), None, "done"
+            while lead.stream.index < lead.stream.settings.chunks:
+                if running.stop_reason:
+                    ending = running.stop_reason
+                    break
+                if endless and scheduler.make_room():
+                    made_room = True
+                    ending = "ended to make room for a visitor who was waiting (save the scene to continue it later)"
+                    break
+                replot = plots.due()
+                with scheduler.turn():
+                    updates = {run.mode: replace(run.step(), replot=replot) for run in runs}
+                yield updates, status_line(updates[lead.mode].records, total, started, lead.backend.notice)
+            if updates is None:  # stopped before its first chunk
+                yield {}, ending
+                return
+            updates = {run.mode: replace(updates[run.mode], segment=None, video=run.finish(), replot=True)
+                       for run in runs}
+            status = status_line(updates[lead.mode].records, total, started, lead.backend.notice)
+            yield updates, f"{status} · {ending}"
+        finally:  # also when cancelled (the stop button closes the generator)
+            for run in runs:
+                run.close()
+            if admitted:
+                scheduler.leave(ticket, made_room)
+            elif ticket is not None:
+                scheduler.places.release(ticket)
+            self._run_ended(key, visit, running, number, folder)
+
+    def _run_ended(self, key, visit: Visit, running: Running, number: int, folder: Path):
+        """Keep the newest run's video and the scene its stream ended with; remove the rest."""
+        scene = None
+        if self._current(key) is visit and visit.running is running and running.run is not None \
+                and running.run.stream.index > 0:
+            scene = running.run.scene()  # a CPU copy: the stream and its device memory go with the run
+        with self.lock:
+            if self._current(key) is not visit:  # no session, or it ended while this ran
+                shutil.rmtree(folder, ignore_errors=True)
+                if key is None or visit.running is running:
+                    self._remove(visit)
+                return
+            if visit.running is running:
+                visit.running = None
+                if scene is not None:
+                    visit.scene, visit.scene_gone = scene, None
+            if folder.exists():  # the run started: it has a video to offer (or had, if cut short)
+                if visit.kept_run is None or number > visit.kept_run[0]:
+                    if visit.kept_run is not None:
+                        shutil.rmtree(visit.kept_run[1], ignore_errors=True)
+                    visit.kept_run = (number, folder)
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+            visit.last_seen = self.clock()
+        self.sweep()
+
+    def switch(self, key, prompt, recache) -> str:
+        prompt, recache = prompt_text(prompt), true_or_false(recache, "re-cache")
+        with self.lock:
+            visit = self._current(key)
+            running = visit.running if visit is not None else None
+        if running is None:
+            raise ValueError("nothing is streaming in this session: a switch steers a running generation (to "
+                             "continue a finished one under a new prompt, save its scene and continue it)")
+        if running.comparing:
+            raise ValueError("the running comparison cannot switch prompts: switch steers a generate or "
+                             "continue-scene stream")
+        if running.run is None:
+            raise ValueError("your stream has not started yet (it is waiting for a free place): switch once it runs")
+        stream = running.run.stream
+        stream.switch_prompt(prompt, recache)
+        with self.lock:
+            visit.last_seen = self.clock()
+        return (f"switching to “{as_markdown_text(prompt)}” from chunk {stream.index + 1} on"
+                + (" (window re-cached)" if recache else ""))
+
+    def save(self, key) -> str:
+        """Write the session's scene — its running stream after its latest chunk, or where its last
+        stream ended — as its one scene file; returns the file's path."""
+        with self.lock:
+            visit = self._current(key)
+            running = visit.running if visit is not None else None
+            kept = visit.scene if visit is not None else None
+            gone = visit.scene_gone if visit is not None else None
+        if running is not None and running.comparing:
+            raise ValueError("a comparison cannot be saved: save a generate or continue-scene stream")
+        if running is not None and running.run is not None and running.run.stream.index > 0:
+            scene = running.run.scene()
+        elif kept is not None:
+            scene = kept
+        elif running is not None:
+            raise ValueError("nothing to save yet: the stream has not made its first chunk")
+        else:
+            raise ValueError(gone or "nothing to save in this session: generate first")
+        path = save_scene(scene, visit.folder / f"scene-{scene.anchor}-chunk{scene.index:05d}.safetensors")
+        with self.lock:
+            if self._current(key) is not visit:  # the session ended meanwhile: its folder is going
+                path.unlink(missing_ok=True)
+                raise ValueError("this session has ended: reload the page")
+            previous, visit.scene_file, visit.last_seen = visit.scene_file, path, self.clock()
+        if previous is not None and previous != path:
+            previous.unlink(missing_ok=True)  # one scene file per session
+        return str(path)
 
 
-def status_line(records: list, total: int, started: float, notice: str | None) -> str:
+def status_line(records: list, total, started: float, notice: str | None) -> str:
     done = len(records)
     frames = sum(r["frames"] for r in records)
     text = f"chunk {done} / {total} · {frames / max(time.perf_counter() - started, 1e-9):.1f} frames generated per second"
     if records and any(r["prompt"] != records[0]["prompt"] for r in records):
-        text += f" · prompt: “{records[-1]['prompt']}”"
+        text += f" · prompt: “{as_markdown_text(records[-1]['prompt'])}”"
     return text + (f" · note: {notice}" if notice else "")
 
 
+# -- the actions ----------------------------------------------------------------------------------
+
+def one_mode(steps):
+    """(Update or None while waiting, status) from a one-mode run's ({mode: Update}, status)."""
+    for updates, status in steps:
+        yield next(iter(updates.values()), None), status
+
+
 def generate_updates(backends: Backends, prompt, seed, chunks, anchor, steps=4, window=1, endless=False,
-                     live: LiveStreams | None = None, key=None):
+                     visitors: Visitors | None = None, key=None):
     """Yield (Update, status text) per chunk, then a last pair whose Update carries the finished MP4.
-    `endless`: ignore `chunks` and stream until cancelled (or ENDLESS_CHUNKS)."""
-    prompt = check_prompt(prompt)
+    `endless`: ignore `chunks` and stream until cancelled (or ENDLESS_CHUNKS, or a visitor waits)."""
+    prompt = prompt_text(prompt)
+    endless = true_or_false(endless, "endless")
     settings = settings_from_inputs(seed, 1 if endless else chunks, anchor, steps, window)
     if endless:
         settings = replace(settings, chunks=ENDLESS_CHUNKS)
-    folder = Path(tempfile.mkdtemp(prefix="adastate-"))
-    yield from run_session(lambda: Session.new(backends, prompt, settings, folder), folder, live, key,
-                           "endless" if endless else None)
+    yield from one_mode((visitors or Visitors()).stream(
+        key, lambda folder: [Run.new(backends, prompt, settings, folder)], endless))
 
 
 def resume_updates(backends: Backends, scene_file, prompt, seed, chunks, state_only=False,
-                   live: LiveStreams | None = None, key=None):
+                   visitors: Visitors | None = None, key=None):
     """Continue a saved scene for `chunks` more chunks, or (`state_only`) start a new video under
     `prompt` from its state alone. An empty prompt keeps the scene's."""
-    if not scene_file:
-        raise ValueError("upload a scene file (.safetensors) saved by this demo or the CLI")
-    scene = read_scene(scene_file)
+    visitors = visitors or Visitors()
+    path = uploaded_path(scene_file)
+    visitors.adopt_upload(key, path)
     chunks = whole_number(chunks, "chunks", 1, MAX_DEMO_CHUNKS)
-    prompt = check_prompt(prompt) if prompt and str(prompt).strip() else None
+    state_only = true_or_false(state_only, "state only")
+    prompt = None if prompt is None or isinstance(prompt, str) and not prompt.strip() else prompt_text(prompt)
     seed = whole_number(seed, "seed", 0, 2**31 - 1) if state_only else None
-    backend = backends.get(scene.anchor)
-    folder = Path(tempfile.mkdtemp(prefix="adastate-"))
-
-    def start():
-        return Session(backend, resume_stream(backend, scene, chunks, prompt, state_only, seed), folder)
-
-    yield from run_session(start, folder, live, key, None)
-
-
-def run_session(start, folder: Path, live, key, label):
-    started, session = time.perf_counter(), None
     try:
-        session = start()
-        if live is not None:
-            live.start(key, session)
-        stream = session.stream
-        total = label or stream.settings.chunks - stream.index
-        plots = Throttle(PLOT_INTERVAL)
-        while stream.index < stream.settings.chunks:
-            update = replace(session.step(), replot=plots.due())
-            yield update, status_line(update.records, total, started, session.backend.notice)
-        update = replace(update, segment=None, video=session.finish(), replot=True)
-        yield update, status_line(update.records, total, started, session.backend.notice) + " · done"
-    finally:  # also on cancel: close the video, remove the files (the stream stays saveable)
-        if session is not None:
-            session.video.close()
-        shutil.rmtree(folder, ignore_errors=True)  # the app has copied what it shows by now
+        scene = read_scene(path, DEMO_LIMITS)
+        backend = backends.get(scene.anchor)
+        check_compatible(scene, backend)
+    except SceneError:
+        visitors.discard_upload(key, path)
+        raise
+
+    def start(folder):
+        return [Run(backend, resume_stream(backend, scene, chunks, prompt, state_only, seed), folder)]
+
+    yield from one_mode(visitors.stream(key, start))
 
 
-def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1):
-    """Both modes from the same prompt and seed, chunk for chunk: yield ({mode: Update}, status)."""
-    prompt = check_prompt(prompt)
-    folder = Path(tempfile.mkdtemp(prefix="adastate-compare-"))
-    started, sessions = time.perf_counter(), {}
-    try:
-        for mode in ANCHOR_MODES:
-            sessions[mode] = Session.new(backends, prompt, settings_from_inputs(seed, chunks, mode, steps, window),
-                                         folder)
-        total = sessions["adaptive"].stream.settings.chunks
-        plots = Throttle(PLOT_INTERVAL)
-        for _ in range(total):
-            replot = plots.due()
-            updates = {mode: replace(session.step(), replot=replot) for mode, session in sessions.items()}
-            yield updates, status_line(updates["adaptive"].records, total, started, sessions["adaptive"].backend.notice)
-        updates = {mode: replace(updates[mode], segment=None, video=session.finish(), replot=True)
-                   for mode, session in sessions.items()}
-        yield updates, status_line(updates["adaptive"].records, total, started, None) + " · done"
-    finally:
-        for session in sessions.values():
-            session.video.close()
-        shutil.rmtree(folder, ignore_errors=True)
+def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1,
+                    visitors: Visitors | None = None, key=None):
+    """Both modes from the same prompt and seed, chunk for chunk: yield ({mode: Update}, status)
+    (an empty dict while waiting for a place)."""
+    prompt = prompt_text(prompt)
+    settings = {mode: settings_from_inputs(seed, chunks, mode, steps, window) for mode in ANCHOR_MODES}
+    yield from (visitors or Visitors()).stream(
+        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder) for mode in ANCHOR_MODES])
 
 
 def plots_of(updates: dict):

@@ -1,10 +1,16 @@
 """The demo's library side: input checking, the generators behind /generate and /compare, pictures."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from adastate.demo import Backends, compare_updates, generate_updates, settings_from_inputs, timesteps
+from adastate import demo
+from adastate.demo import (FairSlots, Scheduler, Visitors, Backends, compare_updates, generate_updates, resume_updates,
+                           settings_from_inputs, timesteps)
+from adastate.scene import read_scene
 from adastate.video import read_video
 from adastate.viz import chunk_plots, projection, state_colors, state_peek, summary_rows
 
@@ -19,12 +25,37 @@ def test_settings_from_widget_values():
     s = settings_from_inputs(3.0, "5", "static", 2, 2)
     assert (s.seed, s.chunks, s.anchor, s.window_chunks, s.denoising_steps) == (3, 5, "static", 2, (1000.0, 500.0))
     assert timesteps(4) == (1000.0, 750.0, 500.0, 250.0)
-    for args, message in [((0, 0, "adaptive"), "chunks"), ((0, 10**6, "adaptive"), "chunks"),
-                          ((0, 2.5, "adaptive"), "chunks"), ((-1, 2, "adaptive"), "seed"),
-                          ((0, 2, "sideways"), "anchor"), ((0, 2, "adaptive", 0), "steps"),
-                          ((0, 2, "adaptive", 4, 99), "window"), (("x", 2, "adaptive"), "seed")]:
-        with pytest.raises(ValueError, match=message):
+    for args, message in [((0, 0, "adaptive"), "chunks must be a whole number from 1 to"),
+                          ((0, 10**6, "adaptive"), "chunks must be a whole number"),
+                          ((0, 2.5, "adaptive"), "chunks must be a whole number"),
+                          ((0, "abc", "adaptive"), "chunks must be a number, got 'abc'"),
+                          ((0, "NaN", "adaptive"), "chunks must be a whole number from 1 to 120, got 'NaN'"),
+                          ((0, float("inf"), "adaptive"), "chunks must be a whole number"),
+                          ((0, True, "adaptive"), "chunks must be a number, got True"),
+                          ((0, None, "adaptive"), "chunks must be a number, got None"),
+                          ((0, [2], "adaptive"), "chunks must be a number, got [2]"),
+                          ((-1, 2, "adaptive"), "seed must be a whole number"),
+                          (("x", 2, "adaptive"), "seed must be a number, got 'x'"),
+                          ((0, 2, "sideways"), "unknown anchor mode 'sideways'"),
+                          ((0, 2, ["adaptive"]), "unknown anchor mode ['adaptive']"),
+                          ((0, 2, "adaptive", 0), "denoising steps must be a whole number from 1 to 8"),
+                          ((0, 2, "adaptive", 4, 99), "window must be a whole number from 1 to 4")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
             settings_from_inputs(*args)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda b: generate_updates(b, 5, 0, 2, "adaptive"), "the prompt must be text, got 5"),
+    (lambda b: generate_updates(b, "hills", 0, 2, "adaptive", 4, 1, "yes"), "endless must be true or false, got 'yes'"),
+    (lambda b: generate_updates(b, "x" * 3000, 0, 2, "adaptive"), "the prompt is 3000 characters long"),
+    (lambda b: compare_updates(b, "hills", 0, "many"), "chunks must be a number, got 'many'"),
+    (lambda b: resume_updates(b, None, "", 0, 2), "upload a scene file"),
+    (lambda b: resume_updates(b, {"name": "x"}, "", 0, 2), "the scene file must be an uploaded file, got {'name': 'x'}"),
+    (lambda b: resume_updates(b, 7, "", 0, 2), "the scene file must be an uploaded file, got 7"),
+])
+def test_every_malformed_argument_is_named(test_backend, call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        next(call(FixedBackends(test_backend)))
 
 
 def test_generate_streams_chunks_then_the_finished_video(test_backend):
@@ -33,8 +64,8 @@ def test_generate_streams_chunks_then_the_finished_video(test_backend):
     assert [len(u.records) for u, _ in updates] == [1, 2, 3, 3]
     assert all(u.video is None for u, _ in updates[:-1]) and updates[-1][0].segment is None
     assert "chunk 3 / 3" in updates[-1][1] and "done" in updates[-1][1]
-    # the files were removed when the generator finished (the app copies them as they are yielded)
-    assert not any(__import__("os").path.exists(p) for p in [updates[0][0].segment, updates[-1][0].video])
+    # a run of no session: its files were removed when the generator finished
+    assert not any(Path(p).exists() for p in [updates[0][0].segment, updates[-1][0].video])
 
 
 def test_cancelled_generation_closes_and_cleans_up(test_backend, tmp_path):
@@ -42,7 +73,7 @@ def test_cancelled_generation_closes_and_cleans_up(test_backend, tmp_path):
     first, _ = next(updates)
     segment_frames, _, codec = read_video(first.segment)
     assert codec == "h264" and segment_frames.shape[0] == 3 * test_backend.frames_per_latent
-    folder = __import__("pathlib").Path(first.segment).parent
+    folder = Path(first.segment).parent
     updates.close()  # what Gradio does when the visitor presses stop
     assert not folder.exists()
 
@@ -77,30 +108,124 @@ def test_chunk_plots_overlay_modes():
     assert len(figure.axes) == 3 and all(len(ax.lines) == 2 for ax in figure.axes)
 
 
-def test_switch_and_save_reach_the_sessions_own_stream(test_backend, tmp_path):
-    from adastate.demo import LiveStreams, resume_updates
-    from adastate.scene import read_scene
+@pytest.fixture
+def visitors(tmp_path):
+    return Visitors(tmp_path / "cache" / "adastate", uploads=tmp_path / "cache")
 
-    live = LiveStreams()
-    with pytest.raises(ValueError, match="generate first"):
-        live.switch("visitor", "dunes")
-    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive", live=live, key="visitor")
+
+def test_switch_and_save_reach_the_sessions_own_stream(test_backend, visitors):
+    with pytest.raises(ValueError, match="nothing is streaming in this session"):
+        visitors.switch("visitor", "dunes", True)
+    with pytest.raises(ValueError, match="nothing to save in this session: generate first"):
+        visitors.save("visitor")
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive", visitors=visitors, key="visitor")
     next(updates)
-    assert "from chunk 2 on" in live.switch("visitor", "desert dunes at dusk")
+    assert "from chunk 2 on" in visitors.switch("visitor", "desert dunes at dusk", True)
     with pytest.raises(ValueError, match="generate first"):
-        live.save("someone else")
+        visitors.save("someone else")
     rest = list(updates)
     records = rest[-1][0].records
     assert [r["prompt"] for r in records] == ["hills"] + ["desert dunes at dusk"] * 3
     assert "prompt: “desert dunes at dusk”" in rest[-1][1]
 
-    scene = read_scene(live.save("visitor", tmp_path))  # after the run ended: the stream stays saveable
+    with pytest.raises(ValueError, match="nothing is streaming in this session"):  # the stream has ended
+        visitors.switch("visitor", "snowy hills", True)
+    scene = read_scene(visitors.save("visitor"))  # where it ended is kept, on the CPU
     assert (scene.index, scene.meta["prompt"]) == (4, "desert dunes at dusk")
-    more = list(resume_updates(FixedBackends(test_backend), live.save("visitor", tmp_path), "", 0, 2))
+    more = list(resume_updates(FixedBackends(test_backend), visitors.save("visitor"), "", 0, 2, False, visitors,
+                               "visitor"))
     assert [r["index"] for r in more[-1][0].records] == [4, 5] and "chunk 2 / 2" in more[-1][1]
-    live.end("visitor")
+    visitors.end("visitor")
     with pytest.raises(ValueError, match="generate first"):
-        live.save("visitor")
+        visitors.save("visitor")
+
+
+@pytest.mark.parametrize("anchor", ["adaptive", "static"])
+@pytest.mark.parametrize("chunks, window", [(1, 1), (2, 1)])  # the window not yet full / full
+def test_save_after_a_short_run(test_backend, visitors, anchor, chunks, window):
+    """Regression: static runs of chunks <= window crashed /save_scene (tensors sharing memory)."""
+    list(generate_updates(FixedBackends(test_backend), "hills", 5, chunks, anchor, 4, window, False, visitors, "v"))
+    assert read_scene(visitors.save("v")).index == chunks
+
+
+def files_of(visitors):
+    return sorted(str(p.relative_to(visitors.root)).split("/", 1)[1] for p in visitors.root.rglob("*") if p.is_file())
+
+
+def test_a_session_keeps_one_video_and_one_scene_file_until_it_ends(test_backend, visitors):
+    backends = FixedBackends(test_backend)
+    list(generate_updates(backends, "hills", 0, 2, "static", visitors=visitors, key="v"))
+    first = Path(visitors.save("v"))
+    list(generate_updates(backends, "hills", 0, 3, "adaptive", visitors=visitors, key="v"))
+    second = Path(visitors.save("v"))
+    assert not first.exists() and second.exists()
+    assert files_of(visitors) == ["run-2/adaptive.mp4", "scene-adaptive-chunk00003.safetensors"]
+    visitors.end("v")  # the browser tab closed
+    assert list(visitors.root.iterdir()) == []
+
+
+def test_idle_sessions_go_and_kept_scenes_fit_the_memory_budget(test_backend, tmp_path):
+    now = [0.0]
+    scene_bytes = None
+    visitors = Visitors(tmp_path / "sessions", idle_seconds=600, clock=lambda: now[0])
+    backends = FixedBackends(test_backend)
+    for key in ("a", "b", "c"):
+        list(generate_updates(backends, "hills", 0, 1, "static", visitors=visitors, key=key))
+        scene_bytes = visitors.kept_scene_bytes()
+        now[0] += 10
+    visitors.memory_budget = 2.5 * scene_bytes / 3  # room for two of the three scenes
+    visitors.sweep()
+    with pytest.raises(ValueError, match="dropped from memory to make room for others"):
+        visitors.save("a")  # the least recently used
+    assert visitors.save("b") and visitors.save("c")
+    now[0] += 605  # "b" and "c" were seen at 10 and 20 (their saves at 30): all idle for > 600 s now
+    visitors.sweep()
+    assert visitors.visits == {} and list(visitors.root.iterdir()) == []
+
+
+def test_a_visitor_runs_one_stream_at_a_time(test_backend, visitors):
+    backends = FixedBackends(test_backend)
+    older = generate_updates(backends, "hills", 0, 50, "adaptive", visitors=visitors, key="v")
+    next(older)
+    newer = generate_updates(backends, "dunes", 0, 3, "adaptive", visitors=visitors, key="v")
+    next(newer)
+    last, status = list(older)[-1]
+    assert "stopped: a newer run started in this session" in status and len(last.records) == 1
+    assert last.video is not None  # what it made before it stopped plays
+    assert [u.records[-1]["prompt"] for u, _ in newer][-1] == "dunes"
+    assert visitors.scheduler.places.free == demo.MAX_STREAMS
+
+
+def test_fair_slots_serve_in_order():
+    slots = FairSlots(1)
+    first = slots.request()
+    second = slots.request()
+    assert slots.wait(first, 0) and not slots.wait(second, 0) and slots.waiting() == 1
+    slots.release(first)
+    again = slots.request()  # who asks again queues behind who was waiting
+    assert slots.wait(second, 0) and not slots.wait(again, 0)
+    slots.release(again)  # giving up a place in line
+    slots.release(second)
+    assert slots.waiting() == 0 and slots.free == 1
+
+
+def test_an_endless_run_makes_room_for_a_waiting_visitor(test_backend, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "WAIT_POLL", 0.01)
+    visitors = Visitors(tmp_path, Scheduler(places=2, slots=1, max_waiting=1))
+    backends = FixedBackends(test_backend)
+    endless = [generate_updates(backends, "hills", 0, 1, "static", 4, 1, True, visitors, key) for key in "ab"]
+    for run in endless:
+        next(run)
+    newcomer = generate_updates(backends, "dunes", 0, 1, "adaptive", visitors=visitors, key="c")
+    update, status = next(newcomer)
+    assert update is None and status == "waiting for a free place: you are next"
+    with pytest.raises(ValueError, match="the demo is full: 1 visitors are waiting"):
+        next(generate_updates(backends, "dunes", 0, 1, "adaptive", visitors=visitors, key="d"))
+    last, status = list(endless[0])[-1]  # one endless run gives way, with its video
+    assert "ended to make room for a visitor who was waiting" in status and last.video
+    assert "chunk 2 / endless" in next(endless[1])[1]  # one place was needed: the other runs on
+    assert "done" in list(newcomer)[-1][1]
+    endless[1].close()
 
 
 def test_endless_mode_streams_until_cancelled(test_backend):
@@ -117,13 +242,53 @@ def test_endless_mode_streams_until_cancelled(test_backend):
 
 
 def test_resume_rejects_bad_uploads(test_backend, tmp_path):
-    from adastate.demo import resume_updates
-
     renamed = tmp_path / "scene.safetensors"
     renamed.write_bytes(b"\x80\x04pickle")
     for scene, message in [(None, "upload a scene file"), (str(renamed), "it is a Python pickle")]:
         with pytest.raises(ValueError, match=message):
             next(resume_updates(FixedBackends(test_backend), scene, "", 0, 2))
+    assert renamed.exists()  # not an upload: not the demo's to remove
+
+
+def test_uploads_belong_to_the_visitor_and_a_rejected_one_leaves_nothing(test_backend, visitors, tmp_path):
+    backends = FixedBackends(test_backend)
+
+    def upload(name, data):  # where Gradio puts an upload: a folder of its own in its cache
+        path = visitors.uploads / name.replace(".", "-") / name
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        return {"path": str(path), "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+    bad = upload("bad.safetensors", b"\x80\x04pickle")
+    with pytest.raises(ValueError, match="^bad.safetensors is not a safetensors file") as refused:
+        next(resume_updates(backends, bad, "", 0, 1, False, visitors, "v"))
+    assert str(tmp_path) not in str(refused.value)
+    assert not Path(bad["path"]).parent.exists()
+
+    list(generate_updates(backends, "hills", 0, 1, "static", visitors=visitors, key="v"))
+    saved = Path(visitors.save("v"))
+    good = [upload(f"good{i}.safetensors", saved.read_bytes()) for i in range(2)]
+    for scene in good:
+        list(resume_updates(backends, scene, "", 0, 1, False, visitors, "v"))
+    assert not Path(good[0]["path"]).exists() and Path(good[1]["path"]).exists()  # one upload per session
+    others = visitors.root / "another-visitor" / "scene.safetensors"  # the demo's own files are never removed
+    others.parent.mkdir()
+    others.write_bytes(b"\x80\x04pickle")
+    with pytest.raises(ValueError, match="is not a safetensors file"):
+        next(resume_updates(backends, {"path": str(others)}, "", 0, 1, False, visitors, "v"))
+    assert others.exists()
+    visitors.end("v")
+    assert not Path(good[1]["path"]).exists()
+
+
+def test_prompts_show_literally_in_the_status(test_backend, visitors):
+    """A prompt (typed, or from a stranger's scene file) must not become HTML or links in the status."""
+    prompt = "<img src=x onerror=alert(1)> [a](http://x) *b*"
+    shown = r"&lt;img src=x onerror=alert\(1\)&gt; \[a\]\(http://x\) \*b\*"
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 2, "adaptive", visitors=visitors, key="v")
+    next(updates)
+    assert shown in visitors.switch("v", prompt, False)
+    assert f"prompt: “{shown}”" in list(updates)[-1][1]
 
 
 def test_chunk_plots_mark_prompt_switches():
@@ -142,14 +307,3 @@ def test_plots_are_redrawn_at_most_once_per_interval_and_at_the_end(test_backend
     monkeypatch.setattr(demo, "PLOT_INTERVAL", 0.0)
     updates = [u for u, _ in compare_updates(FixedBackends(test_backend), "hills", 0, 2)]
     assert all(u.replot for step in updates for u in step.values())
-
-
-def test_only_the_most_recent_sessions_keep_their_streams(test_backend):
-    from adastate.demo import LiveStreams
-
-    live = LiveStreams(capacity=2)
-    for key in ("a", "b", "a", "c"):  # "a" started again: "b" is now the oldest
-        list(generate_updates(FixedBackends(test_backend), "hills", 0, 1, "static", live=live, key=key))
-    assert list(live.sessions) == ["a", "c"]
-    with pytest.raises(ValueError, match="generate first"):
-        live.save("b")
