@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .backends import BACKENDS, DEVICE_ENV
+from .sampling import DEFAULT_STEPS
 from .stream import ANCHOR_MODES, MAX_CHUNKS, RECACHE_ON_SWITCH
 
 DEVICE_HELP = f"cpu or cuda (default: ${DEVICE_ENV}, else cpu for tiny and cuda for wan)"
@@ -50,6 +51,10 @@ def generate(args) -> int:
         scene = read_scene(args.resume)
         if args.anchor and args.anchor != scene.anchor:
             raise ValueError(f"the scene was made in {scene.anchor} mode; drop --anchor or use {scene.anchor}")
+        if args.window is not None or args.steps is not None:
+            settings = scene.meta["settings"]
+            raise ValueError(f"a resumed stream keeps the scene's window ({settings['window_chunks']}) and denoising "
+                             f"steps ({' '.join(f'{t:g}' for t in settings['denoising_steps'])}); drop --window and --steps")
         StreamSettings(chunks=args.chunks).check()
         backend = load_backend(args.backend, args.checkpoint, args.device, scene.anchor)
         chunks = resume_stream(backend, scene, args.chunks, check_prompt(args.prompt) if args.prompt else None,
@@ -60,8 +65,9 @@ def generate(args) -> int:
         if args.prompt is None:
             raise ValueError("--prompt is required (unless --resume continues a saved scene)")
         settings = StreamSettings(anchor=args.anchor or "adaptive", chunks=args.chunks,
-                                  seed=0 if args.seed is None else args.seed, window_chunks=args.window,
-                                  denoising_steps=tuple(args.steps)).check()
+                                  seed=0 if args.seed is None else args.seed,
+                                  window_chunks=1 if args.window is None else args.window,
+                                  denoising_steps=DEFAULT_STEPS if args.steps is None else tuple(args.steps)).check()
         prompt = check_prompt(args.prompt)
         backend = load_backend(args.backend, args.checkpoint, args.device, settings.anchor)
         chunks = ChunkStream(backend, prompt, settings, **options)
@@ -194,9 +200,11 @@ def main(argv=None) -> int:
     g.add_argument("--backend", choices=BACKENDS, default=None,
                    help="tiny: the embedded CPU model; wan: Wan 2.1 on a GPU (default: $ADASTATE_BACKEND, else tiny)")
     g.add_argument("--checkpoint", help="weights: a diffusers-layout folder, a .safetensors file, or (wan) a Hub repo id")
-    g.add_argument("--window", type=int, default=1, help="previous chunks kept in the rolling window")
-    g.add_argument("--steps", type=int, nargs="+", default=[1000, 750, 500, 250],
-                   help="denoising timesteps before the shift, decreasing, in (0, 1000]")
+    g.add_argument("--window", type=int, default=None,
+                   help="previous chunks kept in the rolling window (default 1; with --resume: the scene's)")
+    g.add_argument("--steps", type=int, nargs="+", default=None,
+                   help=f"denoising timesteps before the shift, decreasing, in (0, 1000] (default "
+                        f"{' '.join(map(str, DEFAULT_STEPS))}; with --resume: the scene's)")
     g.add_argument("--device", default=None, help=DEVICE_HELP)
     g.set_defaults(run=generate)
 

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from adastate.cli import main
+from adastate.scene import read_scene, save_scene, snapshot
+from adastate.stream import ChunkStream, StreamSettings
 from adastate.video import read_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +176,50 @@ def test_bad_scene_files_on_the_command_line(tmp_path, capsys):
     assert "it is a Python pickle" in capsys.readouterr().err
     assert main(["generate", "--out", str(tmp_path / "v.mp4")]) == 2
     assert "--prompt is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("anchor", ["adaptive", "static"])
+@pytest.mark.parametrize("chunks, window", [("1", "1"), ("2", "1")])  # the window not yet full / full
+def test_save_scene_after_a_short_run_and_resume_it(tmp_path, capsys, anchor, chunks, window):
+    """Regression: `generate --anchor static --chunks 1 --save-scene F` crashed in safetensors
+    ("Some tensors share memory")."""
+    scene = tmp_path / "scene.safetensors"
+    assert main(["generate", "--prompt", "hills", "--anchor", anchor, "--chunks", chunks, "--window", window,
+                 "--out", str(tmp_path / "v.mp4"), "--save-scene", str(scene)]) == 0, capsys.readouterr().err
+    assert read_scene(scene).index == int(chunks)
+    assert main(["generate", "--resume", str(scene), "--chunks", "1", "--out", str(tmp_path / "more.mp4")]) == 0
+    assert read_video(tmp_path / "more.mp4")[0].shape[0] == 12
+
+
+@pytest.fixture
+def scene_file(test_backend, tmp_path):
+    stream = ChunkStream(test_backend, "hills", StreamSettings(chunks=1, window_chunks=2))
+    list(stream)
+    return save_scene(snapshot(stream), tmp_path / "scene.safetensors")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--window", "1"], "a resumed stream keeps the scene's window (2) and denoising steps (1000 750 500 250); "
+                        "drop --window and --steps"),
+    (["--steps", "1000"], "drop --window and --steps"),
+    (["--anchor", "static"], "the scene was made in adaptive mode; drop --anchor or use adaptive"),
+    (["--chunks", "0"], "chunks must be a whole number from 1"),
+])
+def test_a_resumed_stream_keeps_what_the_scene_fixes(scene_file, tmp_path, capsys, args, message):
+    assert main(["generate", "--resume", str(scene_file), "--out", str(tmp_path / "v.mp4"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_an_edited_scene_file_is_refused_in_one_line(scene_file, tmp_path, capsys):
+    edited = tmp_path / "edited.safetensors"
+    tensors = load_file(scene_file)
+    tensors["anchor_latent"] = torch.full_like(tensors["anchor_latent"], float("nan"))
+    with safe_open(str(scene_file), "pt") as f:
+        save_file(tensors, edited, metadata=f.metadata())
+    assert main(["generate", "--resume", str(edited), "--out", str(tmp_path / "v.mp4")]) == 2
+    assert capsys.readouterr().err == ("error: edited.safetensors: tensor 'anchor_latent' holds values that are not "
+                                       "finite (NaN or infinity)\n")
 
 
 def test_eval_with_the_shipped_models_prints_every_target(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adastate import demo
-from adastate.demo import (FairSlots, Scheduler, Visitors, Backends, compare_updates, generate_updates, resume_updates,
+from adastate.demo import (Backends, FairSlots, Scheduler, Visitors, compare_updates, generate_updates, resume_updates,
                            settings_from_inputs, timesteps)
 from adastate.scene import read_scene
 from adastate.video import read_video
@@ -229,7 +229,6 @@ def test_an_endless_run_makes_room_for_a_waiting_visitor(test_backend, tmp_path,
 
 
 def test_endless_mode_streams_until_cancelled(test_backend):
-    from adastate import demo
 
     updates = generate_updates(FixedBackends(test_backend), "hills", 0, 1, "static", endless=True)
     for _ in range(5):  # more than the `chunks` it was given
@@ -299,7 +298,6 @@ def test_chunk_plots_mark_prompt_switches():
 
 
 def test_plots_are_redrawn_at_most_once_per_interval_and_at_the_end(test_backend, monkeypatch):
-    from adastate import demo
 
     monkeypatch.setattr(demo, "PLOT_INTERVAL", 3600.0)
     updates = [u for u, _ in generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive")]
