@@ -313,11 +313,12 @@ class Scheduler:
 
     def enter(self) -> object:
         """A place in line (or a place) for a new stream."""
-        waiting = self.places.waiting()
-        if waiting >= self.max_waiting:
-            raise ValueError(f"the demo is full: {waiting} visitors are waiting for a free place; try again in a "
-                             "minute")
-        return self.places.request()
+        with self.lock:
+            waiting = self.places.waiting()
+            if waiting >= self.max_waiting:
+                raise ValueError(f"the demo is full: {waiting} visitor{'s are' if waiting != 1 else ' is'} waiting "
+                                 "for a free place; try again in a minute")
+            return self.places.request()
 
     def make_room(self) -> bool:
         """Should this endless run end now? Yes if a visitor waits for a place that no other
@@ -508,19 +509,19 @@ class Visitors:
         a last pair whose updates carry the finished videos. `endless`: the run gives way to a
         waiting visitor."""
         scheduler = self.scheduler
-        visit = self._visit(key)
-        running = Running()
-        with self.lock:
-            visit.runs_started += 1
-            number = visit.runs_started
-            if visit.running is not None:
-                visit.running.stop("stopped: a newer run started in this session")
-            visit.running = running
-        ticket = None
+        ticket = scheduler.enter()  # a refusal changes nothing
         admitted = made_room = False
-        runs, folder = [], visit.folder / f"run-{number}"
+        visit, runs = None, []
         try:
-            ticket = scheduler.enter()
+            visit = self._visit(key)
+            running = Running()
+            with self.lock:
+                visit.runs_started += 1
+                number = visit.runs_started
+                if visit.running is not None:
+                    visit.running.stop("stopped: a newer run started in this session")
+                visit.running = running
+            folder = visit.folder / f"run-{number}"
             while not scheduler.places.wait(ticket, WAIT_POLL):
                 if running.stop_reason:
                     yield {}, running.stop_reason
@@ -559,9 +560,10 @@ class Visitors:
                 run.close()
             if admitted:
                 scheduler.leave(ticket, made_room)
-            elif ticket is not None:
+            else:
                 scheduler.places.release(ticket)
-            self._run_ended(key, visit, running, number, folder)
+            if visit is not None:
+                self._run_ended(key, visit, running, number, folder)
 
     def _run_ended(self, key, visit: Visit, running: Running, number: int, folder: Path):
         """Keep the newest run's video and the scene its stream ended with; remove the rest."""

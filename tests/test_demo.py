@@ -1,6 +1,8 @@
 """The demo's library side: input checking, the generators behind /generate and /compare, pictures."""
 
+import gc
 import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +185,19 @@ def test_idle_sessions_go_and_kept_scenes_fit_the_memory_budget(test_backend, tm
     assert visitors.visits == {} and list(visitors.root.iterdir()) == []
 
 
+def test_an_ended_stream_leaves_a_cpu_scene_and_nothing_else(test_backend, visitors):
+    """Idle sessions hold no model state on the device: the stream (its KV cache) goes when the run
+    ends; what stays for /save_scene is a CPU copy."""
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 2, "static", visitors=visitors, key="v")
+    next(updates)
+    stream = weakref.ref(visitors.visits["v"].running.run.stream)
+    list(updates)
+    gc.collect()
+    visit = visitors.visits["v"]
+    assert stream() is None and visit.running is None
+    assert all(t.device.type == "cpu" for t in visit.scene.tensors.values()) and visit.scene.index == 2
+
+
 def test_a_visitor_runs_one_stream_at_a_time(test_backend, visitors):
     backends = FixedBackends(test_backend)
     older = generate_updates(backends, "hills", 0, 50, "adaptive", visitors=visitors, key="v")
@@ -219,7 +234,7 @@ def test_an_endless_run_makes_room_for_a_waiting_visitor(test_backend, tmp_path,
     newcomer = generate_updates(backends, "dunes", 0, 1, "adaptive", visitors=visitors, key="c")
     update, status = next(newcomer)
     assert update is None and status == "waiting for a free place: you are next"
-    with pytest.raises(ValueError, match="the demo is full: 1 visitors are waiting"):
+    with pytest.raises(ValueError, match="the demo is full: 1 visitor is waiting for a free place"):
         next(generate_updates(backends, "dunes", 0, 1, "adaptive", visitors=visitors, key="d"))
     last, status = list(endless[0])[-1]  # one endless run gives way, with its video
     assert "ended to make room for a visitor who was waiting" in status and last.video
