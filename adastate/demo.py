@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .backends import load_backend, load_backend_or_fallback, requested_device
 from .metrics import motion_magnitude
@@ -182,8 +183,8 @@ class Backends:
 class Update:
     """What the UI shows after a chunk (per mode for /compare)."""
     segment: str | None                 # this chunk's MP4, for a streaming video player
-    state: np.ndarray                   # colour projection of the anchor latent
-    peek: np.ndarray                    # the anchor latent decoded as if it were video (it never is)
+    state: str                          # picture: colour projection of the anchor latent
+    peek: str                           # picture: the anchor latent decoded as if it were video (it never is)
     records: list = field(default_factory=list)  # per-chunk statistics so far
     video: str | None = None            # the whole video, once finished
     mode: str = "adaptive"
@@ -222,16 +223,21 @@ class Run:
         return cls(backend, ChunkStream(backend, prompt, settings), folder)
 
     def step(self) -> Update:
+        """One chunk: its video segment and the two pictures of the anchor, as files of this run
+        (the app serves them from here: Gradio writes no copies of its own, which it would keep
+        after the session). The pictures stay as long as the run's video (about 2 KB a chunk)."""
         with self.lock:
             result = self.stream.next_chunk()
-        segment = self.folder / f"{self.mode}-{result.index:05d}.mp4"
+        chunk = self.folder / f"{self.mode}-{result.index:05d}"
+        segment, state, peek = (chunk.with_name(chunk.name + suffix) for suffix in (".mp4", "-state.webp", "-peek.webp"))
         encode_mp4(result.frames, segment, self.backend.fps)
+        Image.fromarray(state_colors(result.anchor_latent)).save(state, lossless=True)
+        Image.fromarray(state_peek(self.backend.vae, result.anchor_latent)).save(peek, lossless=True)
         # Gradio has read the segment before last by now: keep the folder small in endless mode
         self.folder.joinpath(f"{self.mode}-{result.index - 2:05d}.mp4").unlink(missing_ok=True)
         self.video.write(result.frames)
         self.records.append({**result.record(), "motion": motion_magnitude(result.frames)})
-        return Update(str(segment), state_colors(result.anchor_latent),
-                      state_peek(self.backend.vae, result.anchor_latent), list(self.records), mode=self.mode)
+        return Update(str(segment), str(state), str(peek), list(self.records), mode=self.mode)
 
     def scene(self) -> Scene:
         with self.lock:
@@ -245,7 +251,7 @@ class Run:
         """The run is over: close the video (what was written plays) and remove the segments,
         which the app has streamed by now."""
         self.video.close()
-        for segment in self.folder.glob(f"{self.mode}-*.mp4"):
+        for segment in self.folder.glob(f"{self.mode}-?????.mp4"):
             segment.unlink(missing_ok=True)
 
 

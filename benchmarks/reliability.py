@@ -249,12 +249,11 @@ def disk(server, downloads, sessions, runs, saves, uploads, idle_seconds):
     visits = server.cache / "adastate"
     while any(visits.iterdir()) and time.monotonic() - ended < 60:
         time.sleep(0.5)
+    gone = None if any(visits.iterdir()) else round(time.monotonic() - ended, 1)
     sessions_ended = server.disk()
     time.sleep(max(0.0, 2 * idle_seconds + 5 - (time.monotonic() - ended)))  # Gradio sweeps every idle_seconds
-    aged = server.disk()
-    return {"sessions": sessions, **counts, "after": after, "seconds_until_session_folders_gone": round(time.monotonic() - ended, 1)
-            if not any(visits.iterdir()) else None,
-            "once_sessions_ended": sessions_ended, "after_cache_age": aged}
+    return {"sessions": sessions, **counts, "after": after, "seconds_until_session_folders_gone": gone,
+            "once_sessions_ended": sessions_ended, "after_cache_age": server.disk()}
 
 
 def edited_scene(scene: Path, folder: Path, name: str, meta=None, tensors=None, raw=None) -> Path:

@@ -174,7 +174,8 @@ def test_a_session_keeps_one_video_and_one_scene_and_its_files_go_with_it(url):
     client.predict(PROMPT, 0, 2, "adaptive", 4, 1, api_name="/generate")
     client.predict(api_name="/save_scene")
     folder = session_files(client)
-    assert files_under(folder) == ["run-2/adaptive.mp4", "scene-adaptive-chunk00002.safetensors"]
+    pictures = [f"run-2/adaptive-{i:05d}-{kind}.webp" for i in range(2) for kind in ("peek", "state")]
+    assert files_under(folder) == pictures + ["run-2/adaptive.mp4", "scene-adaptive-chunk00002.safetensors"]
     assert not (folder / Path(first).name).exists()
     client.close()  # the heartbeat stops: Gradio ends the session
     deadline = time.monotonic() + 30

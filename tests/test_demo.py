@@ -161,7 +161,8 @@ def test_a_session_keeps_one_video_and_one_scene_file_until_it_ends(test_backend
     list(generate_updates(backends, "hills", 0, 3, "adaptive", visitors=visitors, key="v"))
     second = Path(visitors.save("v"))
     assert not first.exists() and second.exists()
-    assert files_of(visitors) == ["run-2/adaptive.mp4", "scene-adaptive-chunk00003.safetensors"]
+    pictures = [f"run-2/adaptive-{i:05d}-{kind}.webp" for i in range(3) for kind in ("peek", "state")]
+    assert files_of(visitors) == pictures + ["run-2/adaptive.mp4", "scene-adaptive-chunk00003.safetensors"]
     visitors.end("v")  # the browser tab closed
     assert list(visitors.root.iterdir()) == []
 
