@@ -35,7 +35,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .backends import load_backend, load_backend_or_fallback, requested_device
@@ -228,8 +227,8 @@ class Run:
         after the session). The pictures stay as long as the run's video (about 2 KB a chunk)."""
         with self.lock:
             result = self.stream.next_chunk()
-        chunk = self.folder / f"{self.mode}-{result.index:05d}"
-        segment, state, peek = (chunk.with_name(chunk.name + suffix) for suffix in (".mp4", "-state.webp", "-peek.webp"))
+        name = f"{self.mode}-{result.index:05d}"
+        segment, state, peek = (self.folder / f"{name}{suffix}" for suffix in (".mp4", "-state.webp", "-peek.webp"))
         encode_mp4(result.frames, segment, self.backend.fps)
         Image.fromarray(state_colors(result.anchor_latent)).save(state, lossless=True)
         Image.fromarray(state_peek(self.backend.vae, result.anchor_latent)).save(peek, lossless=True)
