@@ -57,8 +57,9 @@ SESSION_IDLE_SECONDS = int(os.environ.get("ADASTATE_SESSION_IDLE", "1800"))
 SWEEP_SECONDS = min(60.0, SESSION_IDLE_SECONDS / 4)  # how often idle sessions are looked for
 SESSION_MEMORY_MB = float(os.environ.get("ADASTATE_SESSION_MEMORY_MB", "1024"))  # scenes kept for ended streams
 # The largest upload: a scene file's plausible maximum at the demo's widest window (4 chunks: 13
-# latent frames of keys and values in every layer). tiny: 8.0 MB (measured by tests/test_app.py);
-# wan (30 layers, 480x832): 3.7 GB of keys and values plus the VAE's carried cache (estimated).
+# latent frames of keys and values in every layer). tiny: 7.4 MiB (tests/test_app.py checks the
+# limit against it); wan (30 layers, 480x832): 3.7 GB of keys and values plus the VAE's carried
+# cache (estimated, not measured).
 SCENE_UPLOAD_MB = {"tiny": 16, "wan": 8192}
 # Drawing the per-chunk plots costs about a third of a chunk's time in the app (measured through
 # gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
