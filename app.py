@@ -10,8 +10,8 @@ import spaces
 
 from adastate.backends.wan import gpu_duration
 from adastate.demo import (ENDLESS_CHUNKS, MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, SESSION_IDLE_SECONDS, SWEEP_SECONDS,
-                           Backends, Scheduler, Visitors, compare_updates, generate_updates, plots_of, reserved_chunks,
-                           resume_updates, summary_of, upload_limit_bytes)
+                           Backends, Scheduler, Visitors, compare_updates, curves_of, generate_updates, plots_of,
+                           reserved_chunks, resume_updates, summary_of, upload_limit_bytes, verdict_of)
 from adastate.stream import RECACHE_ON_SWITCH
 from adastate.viz import SUMMARY_HEADERS
 
@@ -34,6 +34,11 @@ While it streams you can edit the prompt and **switch**: the next chunk follows 
 while the state and the recent frames carry the scene across. **Save scene** writes everything
 needed to continue (a small .safetensors file); upload it later to **continue** exactly where it
 stopped, or tick *state only* to start a new prompt from that scene's look.
+"""
+# The model's frames are 64 px: drawn with smoothing they look out of focus, so every picture of
+# frames or latents on the page is scaled up pixelated (crisp pixel art), the videos too.
+CSS = """
+#video video, #video-adaptive video, #video-static video, .pixelated img { image-rendering: pixelated; }
 """
 log = logging.getLogger("adastate.app")
 
@@ -104,19 +109,27 @@ def compare(prompt, seed, chunks, steps, window, request: gr.Request = None):
         for updates, status in compare_updates(BACKENDS, prompt, seed, chunks, steps, window, VISITORS,
                                                visitor(request)):
             if not updates:  # waiting for a free place
-                yield (gr.skip(),) * 8 + (status, gr.skip(), gr.skip())
+                yield (gr.skip(),) * 8 + (status,) + (gr.skip(),) * 6
                 continue
             a, s = updates["adaptive"], updates["static"]
+            curves = curves_of(updates)
             yield (a.segment, a.state, a.peek, s.segment, s.state, s.peek, plots_or_skip(updates),
-                   summary_of(updates), status, a.video, s.video)
+                   summary_of(updates), status, a.video, s.video,
+                   a.filmstrip, s.filmstrip, curves, curves, verdict_of(updates))
 
 
-def state_panel(title, elem_id):
+def state_panel(title, elem_id, height=140):
     with gr.Column(scale=1, min_width=160):
-        colours = gr.Image(label=f"{title}: colour projection", interactive=False, height=160, elem_id=elem_id)
-        peek = gr.Image(label=f"{title}: decoded peek (never part of the video)", interactive=False, height=160,
-                        elem_id=elem_id + "-peek")
+        colours = gr.Image(label=f"{title}: colour projection", interactive=False, height=height, elem_id=elem_id,
+                           elem_classes="pixelated")
+        peek = gr.Image(label=f"{title}: decoded peek (never part of the video)", interactive=False, height=height,
+                        elem_id=elem_id + "-peek", elem_classes="pixelated")
     return colours, peek
+
+
+def curve(y, title, elem_id):
+    return gr.LinePlot(x="chunk", y=y, color="mode", title=title, x_title="chunk", height=220, elem_id=elem_id,
+                       color_map={"adaptive state": "#1f77b4", "static anchor": "#ff7f0e"})
 
 
 # Gradio's own copies (pictures of the state, uploads no session took) go after the time a session
@@ -124,62 +137,74 @@ def state_panel(title, elem_id):
 with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor",
                delete_cache=(min(300, SESSION_IDLE_SECONDS), SESSION_IDLE_SECONDS)) as demo:
     gr.Markdown("# AdaState: streaming video with a self-evolving anchor")
-    gr.Markdown(EXPLANATION)
+    with gr.Accordion("what am I looking at?", open=False):
+        gr.Markdown(EXPLANATION)
     with gr.Row():
         prompt = gr.Textbox(label="prompt", value=EXAMPLES[0][0], lines=2, scale=4, max_length=2000, elem_id="prompt")
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, min_width=200):
             seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
             chunks = gr.Slider(1, MAX_DEMO_CHUNKS, value=16, step=1, label="chunks", elem_id="chunks")
-    with gr.Accordion("advanced", open=False):
-        steps = gr.Slider(1, MAX_STEPS, value=4, step=1, label="denoising steps per chunk")
-        window = gr.Slider(1, MAX_WINDOW, value=1, step=1, label="rolling window (previous chunks kept)")
     with gr.Tabs():
         with gr.Tab("generate", id="generate-tab"):
-            anchor = gr.Radio([("adaptive state", "adaptive"), ("static anchor", "static")], value="adaptive",
-                              label="anchor mode", elem_id="anchor")
-            with gr.Row():
-                run = gr.Button("generate", variant="primary", elem_id="generate")
-                stop = gr.Button("stop", variant="stop", elem_id="stop")
+            with gr.Row(equal_height=True):
+                anchor = gr.Radio([("adaptive state", "adaptive"), ("static anchor", "static")], value="adaptive",
+                                  label="anchor mode", elem_id="anchor", scale=2)
+                run = gr.Button("generate", variant="primary", elem_id="generate", scale=1)
+                stop = gr.Button("stop", variant="stop", elem_id="stop", scale=1)
                 endless = gr.Checkbox(label=f"endless: stream until stop (at most {ENDLESS_CHUNKS} chunks)",
-                                      value=False, elem_id="endless")
+                                      value=False, elem_id="endless", scale=1)
+            with gr.Row():
+                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2,
+                                 height=300, elem_id="video")
+                colours, peek = state_panel("anchor", "state")
+            status = gr.Markdown(elem_id="status")
             with gr.Row():
                 switch = gr.Button("switch to the prompt above", elem_id="switch")
                 recache = gr.Checkbox(label="re-cache the window under the new prompt", value=RECACHE_ON_SWITCH,
                                       elem_id="recache")
-                save = gr.Button("save scene", elem_id="save-scene")
-            with gr.Row():
-                video = gr.Video(label="video (streams chunk by chunk)", streaming=True, autoplay=True, scale=2, height=360,
-                                 elem_id="video")
-                colours, peek = state_panel("anchor", "state")
             plots = gr.Plot(label="per chunk")
-            status = gr.Markdown(elem_id="status")
             download = gr.File(label="finished video (MP4)")
-            with gr.Row():
-                scene_out = gr.File(label="saved scene (.safetensors): download it to continue later",
-                                    elem_id="scene-out")
-                with gr.Column():
-                    scene_in = gr.File(label="continue a saved scene", file_types=[".safetensors"],
-                                       type="filepath", elem_id="scene-in")
-                    state_only = gr.Checkbox(
-                        label="state only: carry the scene's look into the prompt above (new video, seed above)",
-                        value=False, elem_id="state-only")
-                    run_resume = gr.Button("continue scene", elem_id="resume")
+            with gr.Accordion("scene files: save a scene, continue it later", open=False):
+                with gr.Row():
+                    with gr.Column():
+                        save = gr.Button("save scene", elem_id="save-scene")
+                        scene_out = gr.File(label="saved scene (.safetensors): download it to continue later",
+                                            elem_id="scene-out")
+                    with gr.Column():
+                        scene_in = gr.File(label="continue a saved scene", file_types=[".safetensors"],
+                                           type="filepath", elem_id="scene-in")
+                        state_only = gr.Checkbox(
+                            label="state only: carry the scene's look into the prompt above (new video, seed above)",
+                            value=False, elem_id="state-only")
+                        run_resume = gr.Button("continue scene", elem_id="resume")
         with gr.Tab("compare", id="compare-tab"):
             with gr.Row():
                 run_both = gr.Button("compare both modes", variant="primary", elem_id="compare")
                 stop_both = gr.Button("stop", variant="stop", elem_id="stop-compare")
             with gr.Row():
-                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2, height=300,
+                video_a = gr.Video(label="adaptive state", streaming=True, autoplay=True, scale=2, height=260,
                                    elem_id="video-adaptive")
-                colours_a, peek_a = state_panel("state", "state-adaptive")
-                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2, height=300,
+                colours_a, peek_a = state_panel("state", "state-adaptive", height=120)
+                video_s = gr.Video(label="static anchor", streaming=True, autoplay=True, scale=2, height=260,
                                    elem_id="video-static")
-                colours_s, peek_s = state_panel("frozen anchor", "state-static")
-            plots_both = gr.Plot(label="per chunk, both modes")
+                colours_s, peek_s = state_panel("frozen anchor", "state-static", height=120)
+            filmstrip_a = gr.Image(label="adaptive state: one frame every few chunks", interactive=False, height=90,
+                                   elem_id="filmstrip-adaptive", elem_classes="pixelated")
+            filmstrip_s = gr.Image(label="static anchor: the same chunks", interactive=False, height=90,
+                                   elem_id="filmstrip-static", elem_classes="pixelated")
+            with gr.Row():
+                revert = curve("revert", "revert: likeness to its own first frame (1 = the same picture)",
+                               "revert-curve")
+                pan = curve("pan speed", "pan speed (px / frame)", "pan-curve")
             summary = gr.Dataframe(headers=SUMMARY_HEADERS, label="summary", interactive=False)
+            verdict = gr.Markdown(elem_id="verdict")
             status_both = gr.Markdown(elem_id="status-compare")
+            plots_both = gr.Plot(label="per chunk, both modes")
             with gr.Row():
                 download_a, download_s = gr.File(label="adaptive (MP4)"), gr.File(label="static (MP4)")
+    with gr.Accordion("advanced: denoising steps and window", open=False):
+        steps = gr.Slider(1, MAX_STEPS, value=4, step=1, label="denoising steps per chunk")
+        window = gr.Slider(1, MAX_WINDOW, value=1, step=1, label="rolling window (previous chunks kept)")
     gr.Examples(EXAMPLES, inputs=[prompt, seed, chunks, anchor])
 
     # Inputs reach the functions as sent (preprocess=False), so that adastate.demo checks them and
@@ -196,7 +221,8 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor",
     save.click(save_scene, None, scene_out, api_name="save_scene", concurrency_limit=None)
     comparing = run_both.click(compare, [prompt, seed, chunks, steps, window],
                                [video_a, colours_a, peek_a, video_s, colours_s, peek_s, plots_both, summary,
-                                status_both, download_a, download_s], api_name="compare", **streams)
+                                status_both, download_a, download_s, filmstrip_a, filmstrip_s, revert, pan, verdict],
+                               api_name="compare", **streams)
     stop.click(None, cancels=[generating, resuming])
     stop_both.click(None, cancels=[comparing])
 
@@ -211,9 +237,9 @@ def launch(**options):
     """Serve the demo as it is meant to face the public: uploads no larger than a scene file can
     be (Gradio removes a larger one as it arrives), error messages shown (every message the
     functions raise is one line for people; Gradio's own name the malformed request), idle
-    sessions swept."""
+    sessions swept, frames drawn pixelated (CSS)."""
     VISITORS.sweep_every(SWEEP_SECONDS)
-    return demo.launch(max_file_size=upload_limit_bytes(BACKENDS.name), show_error=True, **options)
+    return demo.launch(max_file_size=upload_limit_bytes(BACKENDS.name), show_error=True, css=CSS, **options)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ dropped first.
 import ctypes
 import html
 import logging
+import math
 import os
 import re
 import secrets
@@ -35,16 +36,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .backends import load_backend, load_backend_or_fallback, requested_device
-from .metrics import motion_magnitude
+from .metrics import motion_magnitude, pan_per_frame, revert_correlation
 from .sampling import timesteps
 from .scene import Scene, SceneError, SceneLimits, check_compatible, read_scene, resume_stream, save_scene, shown, snapshot
 from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
 from .text import check_prompt
 from .video import Mp4Writer, encode_mp4
-from .viz import chunk_plots, state_colors, state_peek, summary_rows
+from .viz import chunk_plots, curve_rows, filmstrip, state_colors, state_peek, summary_rows, verdict
 
 MAX_DEMO_CHUNKS = int(os.environ.get("ADASTATE_MAX_CHUNKS", "120"))  # a shared Space's ceiling per request
 ENDLESS_CHUNKS = int(os.environ.get("ADASTATE_ENDLESS_CHUNKS", "2000"))  # endless mode stops here at the latest
@@ -65,6 +67,7 @@ SCENE_UPLOAD_MB = {"tiny": 16, "wan": 8192}
 # gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
 # this often (and always on the last update).
 PLOT_INTERVAL = 1.0
+FILMSTRIP_FRAMES = 10  # a comparison's filmstrip shows at most this many frames per mode, evenly spaced
 WAIT_POLL = 1.0  # seconds between status updates of a visitor waiting for a place
 
 log = logging.getLogger(__name__)
@@ -189,6 +192,7 @@ class Update:
     video: str | None = None            # the whole video, once finished
     mode: str = "adaptive"
     replot: bool = True                 # the plots are due for a redraw
+    filmstrip: str | None = None        # picture: one frame every few chunks side by side (comparisons)
 
 
 class Throttle:
@@ -206,21 +210,25 @@ class Throttle:
 
 
 class Run:
-    """One anchor mode's stream in a visitor's run, its per-chunk files and statistics."""
+    """One anchor mode's stream in a visitor's run, its per-chunk files and statistics.
+    `filmstrip_every`: also keep the first frame of every that many chunks, as a filmstrip."""
 
-    def __init__(self, backend, stream: ChunkStream, folder: Path):
+    def __init__(self, backend, stream: ChunkStream, folder: Path, filmstrip_every: int | None = None):
         self.backend, self.stream = backend, stream
         self.folder, self.mode = folder, stream.settings.anchor
         folder.mkdir(parents=True, exist_ok=True)
         self.video_path = folder / f"{self.mode}.mp4"
         self.video = Mp4Writer(self.video_path, self.backend.fps)
         self.records = []
+        self.first_frame = self.last_frame = None  # for revert, and for the pan into the next chunk
+        self.filmstrip_every, self.filmstrip_frames, self.filmstrip_path = filmstrip_every, [], None
         self.lock = threading.Lock()  # a save from another request waits for the chunk in progress
 
     @classmethod
-    def new(cls, backends: Backends, prompt: str, settings: StreamSettings, folder: Path) -> "Run":
+    def new(cls, backends: Backends, prompt: str, settings: StreamSettings, folder: Path,
+            filmstrip_every: int | None = None) -> "Run":
         backend = backends.get(settings.anchor)
-        return cls(backend, ChunkStream(backend, prompt, settings), folder)
+        return cls(backend, ChunkStream(backend, prompt, settings), folder, filmstrip_every)
 
     def step(self) -> Update:
         """One chunk: its video segment and the two pictures of the anchor, as files of this run
@@ -236,8 +244,24 @@ class Run:
         # Gradio has read the segment before last by now: keep the folder small in endless mode
         self.folder.joinpath(f"{self.mode}-{result.index - 2:05d}.mp4").unlink(missing_ok=True)
         self.video.write(result.frames)
-        self.records.append({**result.record(), "motion": motion_magnitude(result.frames)})
-        return Update(str(segment), str(state), str(peek), list(self.records), mode=self.mode)
+        self.records.append({**result.record(), **self.measures(result.frames)})
+        if self.filmstrip_every and (len(self.records) - 1) % self.filmstrip_every == 0:
+            self.filmstrip_frames.append(result.frames[0])
+            self.filmstrip_path = self.folder / f"{self.mode}-filmstrip-{len(self.filmstrip_frames):02d}.webp"
+            Image.fromarray(filmstrip(self.filmstrip_frames)).save(self.filmstrip_path, lossless=True)
+        return Update(str(segment), str(state), str(peek), list(self.records), mode=self.mode,
+                      filmstrip=self.filmstrip_path and str(self.filmstrip_path))
+
+    def measures(self, frames: np.ndarray) -> dict:
+        """A chunk's motion, its likeness to the run's first frame ("revert") and its pan speed:
+        |median x-shift| of its frame pairs, the step into it from the previous chunk included, as
+        the evaluation measures them (adastate/evaluate.py)."""
+        if self.first_frame is None:
+            self.first_frame = frames[0]
+        with_step_in = frames if self.last_frame is None else np.concatenate([self.last_frame[None], frames])
+        self.last_frame = frames[-1]
+        return {"motion": motion_magnitude(frames), "revert": revert_correlation(frames, self.first_frame),
+                "pan_speed": float(abs(np.median(pan_per_frame(with_step_in)[:, 0])))}
 
     def scene(self) -> Scene:
         with self.lock:
@@ -717,8 +741,9 @@ def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1,
     (an empty dict while waiting for a place)."""
     prompt = prompt_text(prompt)
     settings = {mode: settings_from_inputs(seed, chunks, mode, steps, window) for mode in ANCHOR_MODES}
+    every = math.ceil(settings["adaptive"].chunks / FILMSTRIP_FRAMES)
     yield from (visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder) for mode in ANCHOR_MODES])
+        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder, every) for mode in ANCHOR_MODES])
 
 
 def plots_of(updates: dict):
@@ -727,3 +752,14 @@ def plots_of(updates: dict):
 
 def summary_of(updates: dict) -> list[list]:
     return summary_rows({mode: update.records for mode, update in updates.items()})
+
+
+def curves_of(updates: dict):
+    """Per-chunk revert and pan speed of both modes as a table for the browser's plots."""
+    import pandas as pd
+
+    return pd.DataFrame(curve_rows({mode: update.records for mode, update in updates.items()}))
+
+
+def verdict_of(updates: dict) -> str:
+    return verdict({mode: update.records for mode, update in updates.items()})

@@ -15,6 +15,11 @@ PANEL_SIZE = 128  # pixels: state pictures are upscaled (nearest) from the laten
 PLOTS = (("motion", "motion (px / frame)"), ("anchor_attention_share", "attention to the anchor slot"),
          ("state_delta", "anchor change since last chunk"))
 MODE_STYLE = {"adaptive": ("tab:blue", "-"), "static": ("tab:orange", "--")}
+MODE_LABEL = {"adaptive": "adaptive state", "static": "static anchor"}
+# The verdict calls one mode "still like its first frame" only when its revert is this much higher
+# than the other's: correlations of two runs of the same prompt and seed differ by a few hundredths
+# from chunk to chunk without either one locking.
+REVERT_MARGIN = 0.05
 
 
 def projection(channels: int) -> np.ndarray:
@@ -83,3 +88,41 @@ def summary_rows(records: dict) -> list[list]:
 
 SUMMARY_HEADERS = ["mode", "chunks", "mean motion (px/frame)", "mean anchor share", "mean state change",
                    "seconds / chunk"]
+
+
+def filmstrip(frames: list[np.ndarray], gap: int = 2) -> np.ndarray:
+    """Frames [H, W, 3] side by side, `gap` black columns between them, at the video's own size
+    (the page draws them pixelated)."""
+    height = frames[0].shape[0]
+    spacer = np.zeros((height, gap, 3), np.uint8)
+    return np.concatenate([part for frame in frames for part in (spacer, frame)][1:], axis=1)
+
+
+def curve_rows(records: dict) -> list[dict]:
+    """Per-chunk revert and pan speed of every mode, as the rows of a long table (one per mode and
+    chunk) for a plot drawn in the browser."""
+    return [{"chunk": r["index"], "mode": MODE_LABEL.get(mode, mode), "revert": r["revert"],
+             "pan speed": r["pan_speed"]} for mode, rows in records.items() for r in rows]
+
+
+def verdict(records: dict) -> str:
+    """One line that says, from the measurements, which mode still looks like its first frame and
+    how fast each pans, over the last quarter of the chunks so far (the first chunk, which always
+    looks like itself, left out). `records`: mode → per-chunk dicts with "revert" and "pan_speed"."""
+    if set(records) != {"adaptive", "static"} or min(len(rows) for rows in records.values()) < 2:
+        return "the verdict needs at least two chunks of both modes"
+    count = len(records["adaptive"])
+    late = max(1, (count - 1) // 4)
+    first, last = records["adaptive"][-late]["index"], records["adaptive"][-1]["index"]
+    revert = {mode: float(np.mean([r["revert"] for r in rows[-late:]])) for mode, rows in records.items()}
+    pan = {mode: float(np.mean([r["pan_speed"] for r in rows[-late:]])) for mode, rows in records.items()}
+    span = f"chunk {last}" if first == last else f"chunks {first}–{last}"
+    locked, moved = sorted(revert, key=revert.get, reverse=True)
+    if revert[locked] - revert[moved] < REVERT_MARGIN:
+        looks = (f"both modes look alike to their first frame (revert {revert['adaptive']:.2f} adaptive, "
+                 f"{revert['static']:.2f} static)")
+    else:
+        looks = (f"the {MODE_LABEL[locked]} still looks like its first frame (revert {revert[locked]:.2f}), "
+                 f"the {MODE_LABEL[moved]} has moved on ({revert[moved]:.2f})")
+    return (f"**Over {span}:** {looks}; pan speed {pan['adaptive']:.2f} px/frame adaptive, "
+            f"{pan['static']:.2f} static.")
