@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
 from adastate.scene import read_scene
 from adastate.video import read_video
@@ -40,10 +41,16 @@ def test_generate_streams_updates_as_chunks_arrive(url):
 
 def test_compare_returns_both_videos(url):
     outputs = Client(url, verbose=False).predict(PROMPT, 1, 2, 4, 1, api_name="/compare")
-    adaptive, static = read_video(outputs[-2])[0], read_video(outputs[-1])[0]
+    assert len(outputs) == 16  # the 11 outputs /compare always had, then filmstrips, curves and verdict
+    adaptive, static = read_video(outputs[9])[0], read_video(outputs[10])[0]
     assert adaptive.shape == static.shape == (24, 64, 64, 3)
     assert not np.array_equal(adaptive, static)
     assert [row[0] for row in outputs[7]["data"]] == ["adaptive", "static"]
+    filmstrips, revert, verdict = outputs[11:13], outputs[13], outputs[15]
+    assert [np.asarray(Image.open(strip)).shape for strip in filmstrips] == [(64, 130, 3)] * 2
+    assert [row[:2] for row in revert["data"]] == [[chunk, mode] for mode in ("adaptive state", "static anchor")
+                                                   for chunk in (0, 1)]
+    assert verdict.startswith("**Over chunk 1:**")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -2,10 +2,13 @@
 and the state picture change between chunks, switch to static mode, compare. Screenshots are
 saved in the test's output folder."""
 
+import io
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (`apt-get install chromium`)")
@@ -15,8 +18,15 @@ WATCH = """() => {
     const video = (sel) => { const v = document.querySelector(sel + " video");
         return v ? {ready: v.readyState, duration: v.duration || 0, width: v.videoWidth} : null; };
     const image = (sel) => { const i = document.querySelector(sel + " img"); return i ? i.src : null; };
+    const width = (sel) => { const i = document.querySelector(sel + " img"); return i ? i.naturalWidth : 0; };
+    // the browser-drawn curve has one point mark per chunk and mode, labelled with its values
+    const points = (sel, mode) => [...document.querySelectorAll(sel + ' svg [aria-roledescription="point"]')]
+        .filter(p => (p.getAttribute("aria-label") || "").includes("mode: " + mode)).length;
     return {status: text("#status"), compare: text("#status-compare"), video: video("#video"),
-            state: image("#state"), adaptive: video("#video-adaptive"), static: video("#video-static")};
+            state: image("#state"), adaptive: video("#video-adaptive"), static: video("#video-static"),
+            filmstrip: {adaptive: width("#filmstrip-adaptive"), static: width("#filmstrip-static")},
+            revert: {adaptive: points("#revert-curve", "adaptive state"), static: points("#revert-curve", "static anchor")},
+            verdict: text("#verdict")};
 }"""
 
 
@@ -110,3 +120,60 @@ def test_switch_save_and_continue_in_the_browser(page, tmp_path):
     seen = watch(page, lambda s: "chunk 2 / 2" in s["status"] and "done" in s["status"])
     assert any(s["video"] and s["video"]["ready"] >= 2 for s in seen)
     page.screenshot(path=str(tmp_path / "continued.png"), full_page=True)
+
+
+def pixel_blocks(png: bytes, size: int = 64) -> tuple[float, float]:
+    """A screenshot of a <video> showing a `size`-pixel frame scaled to fit (letterboxed): the share
+    of the frame's pixels drawn as one flat block (their inner screen pixels all equal: nearest
+    neighbour; smoothing blends each into its neighbours), and the share of horizontal neighbours
+    that differ visibly (a flat frame would pass the first check whatever the rendering)."""
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    height, width = image.shape[:2]
+    scale = min(width, height) / size
+    x0, y0 = (width - size * scale) / 2, (height - size * scale) / 2
+    flat, centres = [], np.zeros((size, size, 3))
+    for i in range(size):
+        for j in range(size):
+            top, left = int(np.ceil(y0 + i * scale)) + 1, int(np.ceil(x0 + j * scale)) + 1
+            bottom, right = int(y0 + (i + 1) * scale) - 1, int(x0 + (j + 1) * scale) - 1
+            flat.append(np.ptp(image[top:bottom, left:right], axis=(0, 1)).max() <= 1)
+            centres[i, j] = image[int(y0 + (i + 0.5) * scale), int(x0 + (j + 0.5) * scale)]
+    return float(np.mean(flat)), float(np.mean(np.abs(np.diff(centres, axis=1)).max(-1) > 4))
+
+
+def test_first_screen_and_crisp_video(page, tmp_path):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.reload()
+    page.wait_for_selector("#generate")
+    for element in ("#prompt", "#generate", "#video", "#state", "#state-peek"):
+        box = page.locator(element).bounding_box()
+        assert box["y"] + box["height"] <= 800, f"{element} is below the first screen: {box}"
+    for advanced in ("#scene-in", "#save-scene", "#resume"):  # folded away
+        assert not page.locator(advanced).is_visible()
+    page.screenshot(path=str(tmp_path / "first-screen.png"))
+
+    set_chunks(page, 2)
+    page.click("#generate")
+    watch(page, lambda s: "done" in s["status"] and s["video"] and s["video"]["ready"] >= 2)
+    video = page.locator("#video video")
+    box = video.bounding_box()
+    assert min(box["width"], box["height"]) >= 4 * 64  # scaled up: how it is scaled shows
+    flat, contrast = pixel_blocks(video.screenshot())
+    assert contrast > 0.05, "the frame is too flat to tell how it was scaled"
+    assert flat > 0.98, f"only {flat:.0%} of the frame's pixels are drawn as flat blocks: the video is smoothed"
+
+
+def test_the_compare_view_grows_a_filmstrip_and_curves_and_gives_a_verdict(page, tmp_path):
+    page.get_by_role("tab", name="compare").click()
+    set_chunks(page, 4)
+    page.click("#compare")
+    seen = watch(page, lambda s: "done" in s["compare"] and s["verdict"])
+    page.screenshot(path=str(tmp_path / "compare-view.png"), full_page=True)
+    for mode in ("adaptive", "static"):
+        widths = sorted({s["filmstrip"][mode] for s in seen} - {0})
+        strips = [64 + 66 * k for k in range(4)]  # 4 chunks: a frame (and a 2-px gap) more with every chunk
+        assert len(widths) >= 3 and set(widths) <= set(strips) and widths[-1] == strips[-1], widths
+        counts = sorted({s["revert"][mode] for s in seen} - {0})
+        assert len(counts) >= 3 and counts[-1] == 4, counts  # the curve grew while the run streamed, to 4 points
+    verdict = seen[-1]["verdict"]
+    assert verdict.startswith("Over chunk 3:") and "revert" in verdict and "pan speed" in verdict

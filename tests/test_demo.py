@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from adastate import demo
 from adastate.demo import (Backends, FairSlots, Scheduler, Visitors, compare_updates, generate_updates, resume_updates,
                            settings_from_inputs, timesteps)
 from adastate.scene import read_scene
 from adastate.video import read_video
-from adastate.viz import chunk_plots, projection, state_colors, state_peek, summary_rows
+from adastate.viz import chunk_plots, projection, state_colors, state_peek, summary_rows, verdict
 
 
 class FixedBackends(Backends):
@@ -321,3 +322,39 @@ def test_plots_are_redrawn_at_most_once_per_interval_and_at_the_end(test_backend
     monkeypatch.setattr(demo, "PLOT_INTERVAL", 0.0)
     updates = [u for u, _ in compare_updates(FixedBackends(test_backend), "hills", 0, 2)]
     assert all(u.replot for step in updates for u in step.values())
+
+
+def test_a_comparison_grows_a_filmstrip_and_measures_revert_and_pan(test_backend, monkeypatch):
+    monkeypatch.setattr(demo, "FILMSTRIP_FRAMES", 2)  # 5 chunks: a frame of chunks 0 and 3
+    steps, widths = [], {"adaptive": [], "static": []}
+    for updates, _ in compare_updates(FixedBackends(test_backend), "hills", 1, 5):
+        steps.append(updates)
+        for mode, update in updates.items():  # read as it streams: a run of no session leaves no files
+            widths[mode].append(Image.open(update.filmstrip).size[0])
+    frame_width = 12  # the test backend's frames: 8 x 12 pixels
+    for mode in ("adaptive", "static"):
+        assert widths[mode] == [frame_width] * 3 + [2 * frame_width + 2] * 3  # the last update shows the same strip
+        records = steps[-1][mode].records
+        assert all(-1 <= r["revert"] <= 1 and r["pan_speed"] >= 0 for r in records)
+    curves = demo.curves_of(steps[-1])
+    assert list(curves.columns) == ["chunk", "mode", "revert", "pan speed"] and len(curves) == 10
+
+
+def test_generate_keeps_no_filmstrip(test_backend):
+    assert all(u.filmstrip is None for u, _ in generate_updates(FixedBackends(test_backend), "hills", 0, 2, "static"))
+
+
+def chunks_measuring(revert, pan_speed, count=5):
+    return [{"index": i, "revert": 1.0 if i == 0 else revert, "pan_speed": pan_speed} for i in range(count)]
+
+
+def test_the_verdict_follows_the_measurements():
+    locked = verdict({"adaptive": chunks_measuring(0.40, 0.30), "static": chunks_measuring(0.85, 0.05)})
+    assert locked == ("**Over chunk 4:** the static anchor still looks like its first frame (revert 0.85), the "
+                      "adaptive state has moved on (0.40); pan speed 0.30 px/frame adaptive, 0.05 static.")
+    reversed_roles = verdict({"adaptive": chunks_measuring(0.9, 0.1, 9), "static": chunks_measuring(0.5, 0.2, 9)})
+    assert reversed_roles.startswith("**Over chunks 7–8:** the adaptive state still looks like its first frame (revert 0.90)")
+    alike = verdict({"adaptive": chunks_measuring(0.61, 0.1), "static": chunks_measuring(0.63, 0.1)})
+    assert "both modes look alike to their first frame (revert 0.61 adaptive, 0.63 static)" in alike
+    assert verdict({"adaptive": chunks_measuring(0.5, 0.1, 1), "static": chunks_measuring(0.5, 0.1, 1)}) == \
+        "the verdict needs at least two chunks of both modes"
