@@ -169,6 +169,21 @@ def test_stages_learn_and_resume(clips, tmp_path):
     assert (shipped / "loss_curves.png").stat().st_size > 0
     assert CausalWanTransformer.from_pretrained(shipped / "transformer").config.in_channels == TEST_CONFIG["in_channels"]
 
+    # snapshot: mid-campaign weights (here the teacher) and the VAE, with how far each stage got
+    campaign = tmp_path / "campaign"
+    train(TrainConfig(stage="snapshot", out=str(campaign), init=str(teacher), vae=str(vae)))
+    card = (campaign / "README.md").read_text()
+    assert "python -m adastate train teacher" in card and "python -m adastate train vae" in card
+    assert "--vae-model" not in card  # the VAE's architecture is in vae/config.json, not a flag
+    snapshot_teacher = campaign / "teacher" / "transformer"
+    assert sorted(p.name for p in snapshot_teacher.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert (campaign / "vae" / "vae" / "config.json").is_file()
+    # a new machine continues from the snapshot: --init starts the teacher from its weights
+    restarted = tmp_path / "teacher-restarted"
+    train(config("teacher", restarted, data=str(clips), init=str(campaign / "teacher"), steps=1, lr=0.0))
+    assert torch.equal(load_file(restarted / "transformer" / "diffusion_pytorch_model.safetensors")["proj_out.weight"],
+                       load_file(snapshot_teacher / "diffusion_pytorch_model.safetensors")["proj_out.weight"])
+
 
 def test_vae_and_data_stages(tmp_path):
     vae = tmp_path / "vae"

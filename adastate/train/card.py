@@ -39,8 +39,8 @@ def command_of(config: dict) -> str:
     from .recipe import TrainConfig
 
     defaults = TrainConfig(stage=config["stage"], out=config["out"])
-    flags = [f"--{key.replace('_', '-')} {value}" for key, value in config.items()
-             if key not in ("stage", "out", "model") and value != getattr(defaults, key)]
+    flags = [f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}") for key, value in config.items()
+             if key not in ("stage", "out", "model", "vae_model") and value != getattr(defaults, key)]
     return " ".join(["python -m adastate train", config["stage"], "--out", config["out"], *flags])
 
 
@@ -66,13 +66,62 @@ def plot_losses(chain: list[Path], path: Path):
     plt.close(fig)
 
 
-def ship(student_run, vae_run, out, anchor: str):
-    """Copy the student's transformer and the VAE into `out` and write its README.md model card."""
-    out, student_run = Path(out), Path(student_run)
-    for name, source in (("transformer", student_run / "transformer"), ("vae", Path(vae_run) / "vae")):
+def copy_weights(out: Path, folders: dict):
+    """Model folders (config + safetensors) into out/<name>, replacing what was there."""
+    for name, source in folders.items():
         if (out / name).exists():
             shutil.rmtree(out / name)
         shutil.copytree(source, out / name)
+
+
+def stage_lines(chain: list[Path]) -> list[str]:
+    """One line per stage: its exact command, how far it got, its wall-clock and last losses."""
+    lines = []
+    for folder in chain:
+        config, log = json.loads((folder / "train_config.json").read_text()), read_log(folder)
+        last = log[-1] if log else {}
+        trained = [record for record in log if {"loss", "dmd"} & set(record)]
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in (trained[-1] if trained else {}).items()
+                           if k in ("loss", "l1", "psnr", "dmd", "fake"))
+        lines.append(f"- **{config['stage']}**: `{command_of(config)}` — {last.get('step', '?')} steps, "
+                     f"{wall_clock(log) / 60:.1f} min wall-clock on 2 CPU cores" + (f"; last logged {losses}" if losses else ""))
+    return lines
+
+
+def snapshot(model_run, vae_run, out):
+    """Mid-campaign weights that a new machine would lose: the VAE and the newest model of the
+    chain behind `model_run` (weights only, no optimiser state) into `out`, each in a folder laid
+    out as its run's (weights, train_config.json, log.jsonl), so `--vae out/vae`, `--teacher
+    out/teacher` and `--init out/teacher` work as on the runs, with a card that says how far every
+    stage got and how to continue it."""
+    out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
+    stage = json.loads((model_run / "train_config.json").read_text())["stage"]
+    checkpoint = json.loads((model_run / "progress.json").read_text())["step"]
+    for run, model in ((model_run, "transformer"), (vae_run, "vae")):
+        name = json.loads((run / "train_config.json").read_text())["stage"]
+        copy_weights(out / name, {model: run / model})
+        for record in ("train_config.json", "log.jsonl"):
+            shutil.copy(run / record, out / name / record)
+    chain = provenance(model_run, vae_run)
+    plot_losses(chain, out / "loss_curves.png")
+    lines = ["# AdaState embedded model — training campaign in progress", "",
+             f"Weights only, copied from the campaign's runs when work stopped: `vae/` (finished) and `{stage}/` "
+             f"(its checkpoint of step {checkpoint}; the folder later stages load with `--init` / `--teacher`). "
+             "Not shipped models: the "
+             "demo keeps running `assets/tiny-*` until students trained on this VAE beat them.", "",
+             "## How far each stage got", "", *stage_lines(chain), "",
+             "Each command resumes its run from the last checkpoint in its `--out` folder. If that folder is "
+             f"gone (a new machine), the same command with a new `--out` and `--init {out / stage}` starts "
+             "from these weights (the optimiser and the learning-rate schedule start afresh); "
+             f"`--vae {out / 'vae'}` stands for the VAE run.", "",
+             "![loss curves](loss_curves.png)", ""]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def ship(student_run, vae_run, out, anchor: str):
+    """Copy the student's transformer and the VAE into `out` and write its README.md model card."""
+    out, student_run = Path(out), Path(student_run)
+    copy_weights(out, {"transformer": student_run / "transformer", "vae": Path(vae_run) / "vae"})
     chain = provenance(student_run, vae_run)
     plot_losses(chain, out / "loss_curves.png")
     lines = [f"# AdaState embedded model — {anchor} anchor", "",
@@ -81,12 +130,6 @@ def ship(student_run, vae_run, out, anchor: str):
              "(`vae/`), trained by this repository on its procedural worlds (`adastate/data/worlds.py`) with "
              "captions encoded by all-MiniLM-L6-v2. Load with `CausalWanTransformer.from_pretrained(folder + "
              "'/transformer')`, or run `python -m adastate generate --anchor " + anchor + " ...`.", "",
-             "## How it was made", "", "Every stage, in order (each resumes from its own checkpoint):", ""]
-    for folder in chain:
-        config, log = json.loads((folder / "train_config.json").read_text()), read_log(folder)
-        last = log[-1] if log else {}
-        losses = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "l1", "dmd", "fake"))
-        lines += [f"- **{config['stage']}**: `{command_of(config)}` — {last.get('step', '?')} steps, "
-                  f"{wall_clock(log) / 60:.1f} min wall-clock on 2 CPU cores" + (f"; last logged {losses}" if losses else "")]
-    lines += ["", "![loss curves](loss_curves.png)", ""]
+             "## How it was made", "", "Every stage, in order (each resumes from its own checkpoint):", "",
+             *stage_lines(chain), "", "![loss curves](loss_curves.png)", ""]
     (out / "README.md").write_text("\n".join(lines))

@@ -9,6 +9,8 @@
     dmd      Self-Forcing training: the student rolls out on its own cache, DMD against the teacher
              (real score) and a fake score trained alongside, with horizon weights
     ship     copy a student (--init) and the VAE (--vae) into --out with a model card
+    snapshot mid-campaign weights: the model of --init (e.g. the teacher) and the VAE (--vae) into
+             --out, with a card of how far every stage got and how to continue
 
 Each stage is a plain loop under `accelerate` (so `accelerate launch` runs it on several GPUs),
 checkpoints every `save_every` steps into its folder, and resumes from the last checkpoint. On N
@@ -35,7 +37,7 @@ from ..vae import TINY_VAE_CONFIG, TinyVideoVAE, frames_to_video
 from .losses import dmd_loss, flow_matching_loss, horizon_weights, noised
 from .rollout import self_forcing_rollout, teacher_forced_loss
 
-STAGES = ("vae", "data", "teacher", "causal", "dmd", "ship")
+STAGES = ("vae", "data", "teacher", "causal", "dmd", "ship", "snapshot")
 
 
 @dataclass
@@ -61,7 +63,7 @@ class TrainConfig:
     size: int = 64                 # data/vae: video size in pixels
     data: str = ""                 # teacher/causal/dmd: the data stage's folder
     vae: str = ""                  # data: the vae stage's folder
-    init: str = ""                 # causal: the teacher; dmd: the causal student
+    init: str = ""                 # causal: the teacher; dmd: the causal student; teacher: weights to start from
     teacher: str = ""              # dmd: the teacher (real score, and the fake score's start)
     model: dict = field(default_factory=lambda: dict(TINY_CONFIG))
     vae_model: dict = field(default_factory=lambda: dict(TINY_VAE_CONFIG))  # vae: architecture
@@ -341,6 +343,8 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
     generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
     teacher = CausalWanTransformer(**config.model)
+    if config.init:  # start from earlier weights (a campaign snapshot); a checkpoint in --out still wins
+        teacher.load_state_dict(load_file(Path(config.init) / "transformer" / "diffusion_pytorch_model.safetensors"))
     # with an EMA, the average is what later stages load (`transformer/`), the trained weights `online/`
     ema = copy.deepcopy(teacher).requires_grad_(False).to(accelerator.device) if config.ema else None
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=0.0)
@@ -480,6 +484,9 @@ def train(config: TrainConfig):
     if config.stage == "ship":
         from .card import ship
         return ship(config.init, config.vae, config.out, config.anchor)
+    if config.stage == "snapshot":
+        from .card import snapshot
+        return snapshot(config.init, config.vae, config.out)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     {"vae": train_vae, "data": build_data, "teacher": train_teacher, "causal": train_causal,
      "dmd": train_dmd}[config.stage](config, accelerator)
