@@ -107,7 +107,8 @@ def main():
             groups.append(w)
     sample_groups = np.repeat(groups, len(samples[0]))
     truth_groups = np.repeat(np.arange(args.count), len(truths[0]))
-    realism = realism_accuracy(np.concatenate(samples), np.concatenate(truths), sample_groups, truth_groups)
+    realism = realism_accuracy(np.concatenate(samples), np.concatenate(truths), sample_groups, truth_groups,
+                               folds=min(4, args.count))
     result = {"command": "python " + " ".join(sys.argv),
               "direction_agreement": statistics.mean(r["direction_agrees"] for r in runs),
               "median_speed_ratio": statistics.median(r["speed_ratio"] for r in runs),
