@@ -103,6 +103,7 @@ def test_switch_save_and_continue_in_the_browser(page, tmp_path):
     page.click("#switch")
     watch(page, lambda s: "prompt: “flying over a red desert canyon at dusk”" in s["status"])
     page.click("#stop")
+    page.get_by_text("scene files: save a scene, continue it later").click()  # folded away at first
     page.click("#save-scene")
     link = page.locator("#scene-out a").first
     link.wait_for(timeout=30_000)
