@@ -125,7 +125,7 @@ def test_compare_streams_both_modes(wan_app, tmp_path):
     updates = list(client(wan_app).submit(PROMPT, 1, 2, 2, 1, api_name="/compare"))
     assert "note: wan backend: adaptive" in updates[0][8]
     outputs = updates[-1]
-    adaptive, static = frames_of(outputs[-2], tmp_path), frames_of(outputs[-1], tmp_path)
+    adaptive, static = frames_of(outputs[9], tmp_path), frames_of(outputs[10], tmp_path)  # the finished MP4s
     assert adaptive.shape == static.shape == (9 + 12, HEIGHT, WIDTH, 3)
     assert not np.array_equal(adaptive, static)
     assert all(picture(outputs[i]).shape == PANEL for i in (1, 2, 4, 5))
