@@ -71,6 +71,8 @@ class TrainConfig:
     sigma_shift: float = DEFAULT_SHIFT  # teacher: training noise levels warped by this shift
     logit_normal: bool = False     # teacher: logit-normal instead of uniform noise levels
     ema: float = 0.0               # teacher: decay of an EMA of the weights, saved as the model (0: none)
+    bf16: bool = False             # bfloat16 autocast (weights, norms and optimiser stay float32): 1.4x on
+                                   # this CPU's avx512_bf16 (benchmarks/RESULTS.md, "Training throughput")
     warmup: int = 0                # steps of linear learning-rate warm-up
     lr_floor: float = 1.0          # cosine decay to lr * lr_floor at the last step (1: constant)
     save_every: int = 100
@@ -487,6 +489,6 @@ def train(config: TrainConfig):
     if config.stage == "snapshot":
         from .card import snapshot
         return snapshot(config.init, config.vae, config.out)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.bf16 else "no")
     {"vae": train_vae, "data": build_data, "teacher": train_teacher, "causal": train_causal,
      "dmd": train_dmd}[config.stage](config, accelerator)
