@@ -2,6 +2,7 @@
 and gradients flow through the state recurrence."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -119,6 +120,14 @@ def test_teacher_ema_is_what_later_stages_load_and_it_resumes(clips, tmp_path):
     assert (average[name] - initial).norm() < (online[name] - initial).norm()
     train(config("teacher", teacher, data=str(clips), steps=8, lr=3e-3, ema=0.9, chunks=2))
     assert [json.loads(line)["step"] for line in (teacher / "log.jsonl").read_text().splitlines()][-2:] == [7, 8]
+
+
+def test_teacher_trains_under_bfloat16_autocast_with_float32_weights(clips, tmp_path):
+    teacher = tmp_path / "teacher"
+    train(config("teacher", teacher, data=str(clips), steps=3, lr=3e-3, bf16=True))
+    assert all(math.isfinite(loss) for loss in losses(teacher))
+    weights = load_file(teacher / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
 
 
 # the embedded VAE's architecture at test width
