@@ -71,8 +71,8 @@ class TrainConfig:
     sigma_shift: float = DEFAULT_SHIFT  # teacher: training noise levels warped by this shift
     logit_normal: bool = False     # teacher: logit-normal instead of uniform noise levels
     ema: float = 0.0               # teacher: decay of an EMA of the weights, saved as the model (0: none)
-    bf16: bool = False             # bfloat16 autocast (weights, norms and optimiser stay float32): 1.4x on
-                                   # this CPU's avx512_bf16 (benchmarks/RESULTS.md, "Training throughput")
+    bf16: bool = False             # teacher: bfloat16 autocast (weights, norms, optimiser stay float32): 1.4x
+                                   # on this CPU's avx512_bf16 (benchmarks/RESULTS.md, "Training throughput")
     warmup: int = 0                # steps of linear learning-rate warm-up
     lr_floor: float = 1.0          # cosine decay to lr * lr_floor at the last step (1: constant)
     save_every: int = 100
@@ -358,7 +358,9 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
         text = drop_captions(text, config.caption_dropout, generator)
         sigma = sample_sigmas(latents.shape[0], generator, config.sigma_shift, config.logit_normal).to(latents)
         noise = torch.randn(latents.shape, generator=generator).to(latents)
-        velocity = teacher(noised(latents, noise, sigma), 1000 * sigma, text).sample
+        # autocast here rather than accelerate's mixed_precision, which is fixed once per process
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            velocity = teacher(noised(latents, noise, sigma), 1000 * sigma, text).sample
         loss = flow_matching_loss(velocity, latents, noise)
         optimise(accelerator, optimizer, loss, teacher)
         if ema is not None:
@@ -489,6 +491,6 @@ def train(config: TrainConfig):
     if config.stage == "snapshot":
         from .card import snapshot
         return snapshot(config.init, config.vae, config.out)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if config.bf16 else "no")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     {"vae": train_vae, "data": build_data, "teacher": train_teacher, "causal": train_causal,
      "dmd": train_dmd}[config.stage](config, accelerator)
