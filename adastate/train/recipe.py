@@ -31,6 +31,7 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
+from ..checkpoints import load_into
 from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
 from ..sampling import DEFAULT_SHIFT, shifted_sigmas
 from ..vae import TINY_VAE_CONFIG, TinyVideoVAE, frames_to_video
@@ -346,7 +347,7 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
     torch.manual_seed(config.seed)
     teacher = CausalWanTransformer(**config.model)
     if config.init:  # start from earlier weights (a campaign snapshot); a checkpoint in --out still wins
-        teacher.load_state_dict(load_file(Path(config.init) / "transformer" / "diffusion_pytorch_model.safetensors"))
+        load_into(teacher, Path(config.init) / "transformer" / "diffusion_pytorch_model.safetensors")
     # with an EMA, the average is what later stages load (`transformer/`), the trained weights `online/`
     ema = copy.deepcopy(teacher).requires_grad_(False).to(accelerator.device) if config.ema else None
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=0.0)
