@@ -218,3 +218,26 @@ def test_vae_and_data_stages(tmp_path):
     assert pairs["latents"].shape[0] == 6 and torch.equal(pairs["latents"][0::2], clips["latents"])
     for original, flipped in zip(captions[0::2], captions[1::2]):  # same world, the other pan direction
         assert ("left" in original) == ("right" in flipped) and original != flipped
+
+
+def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path):
+    vae = tmp_path / "vae"
+    train(TrainConfig(stage="vae", out=str(vae), model=dict(TEST_CONFIG), vae_model=TEST_VAE_CONFIG, size=16,
+                      batch_size=2, steps=2, log_every=1))
+    decoder = tmp_path / "decoder"
+    train(TrainConfig(stage="decoder", out=str(decoder), init=str(vae), size=16, batch_size=2, steps=4, lr=1e-3,
+                      gan_start=2, log_every=1, save_every=2))
+    before = load_file(vae / "vae" / "diffusion_pytorch_model.safetensors")
+    after = load_file(decoder / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    settings = [json.loads((folder / "vae" / "config.json").read_text()) for folder in (vae, decoder)]
+    assert settings[0]["latent_std"] == settings[1]["latent_std"]  # the latents' normalisation too
+    log = [json.loads(line) for line in (decoder / "log.jsonl").read_text().splitlines()]
+    # the adversarial loss joins after gan_start steps; the discriminator learns from the first
+    assert ["adversarial" in r for r in log] == [False, False, True, True]
+    assert all(math.isfinite(r["discriminator"]) for r in log)
+    assert (decoder / "discriminator" / "diffusion_pytorch_model.safetensors").is_file()
+    train(TrainConfig(stage="decoder", out=str(decoder), init=str(vae), size=16, batch_size=2, steps=5, lr=1e-3,
+                      log_every=1))
+    assert json.loads((decoder / "log.jsonl").read_text().splitlines()[-1])["step"] == 5

@@ -16,7 +16,7 @@ def provenance(*run_dirs) -> list[Path]:
         chain.append(folder)
         config = json.loads((folder / "train_config.json").read_text())
         todo += [Path(config[key]) for key in ("init", "teacher", "data", "vae") if config.get(key)]
-    order = ["vae", "data", "teacher", "causal", "dmd"]
+    order = ["vae", "decoder", "data", "teacher", "causal", "dmd"]
     return sorted(chain, key=lambda f: order.index(json.loads((f / "train_config.json").read_text())["stage"]))
 
 
@@ -49,18 +49,19 @@ def plot_losses(chain: list[Path], path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(chain), figsize=(3.4 * len(chain), 2.8))
-    for ax, folder in zip(axes if len(chain) > 1 else [axes], chain):
+    keys = ("loss", "dmd", "fake")
+    trained = [folder for folder in chain if any(key in r for r in read_log(folder) for key in keys)]  # not data
+    fig, axes = plt.subplots(1, len(trained), figsize=(3.4 * len(trained), 2.8), squeeze=False)
+    for ax, folder in zip(axes[0], trained):
         log = read_log(folder)
-        for key in ("loss", "dmd", "fake"):
+        for key in keys:
             points = [(r["step"], r[key]) for r in log if key in r]
             if points:
                 ax.plot(*zip(*points), label=key)
         ax.set_title(json.loads((folder / "train_config.json").read_text())["stage"], fontsize=10)
         ax.set_xlabel("step")
-        ax.set_yscale("log")
-        if ax.get_legend_handles_labels()[0]:  # the data stage logs no loss
-            ax.legend(fontsize=7)
+        ax.set_yscale("symlog" if any(r.get(k, 1) <= 0 for r in log for k in keys) else "log")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -97,6 +98,7 @@ def snapshot(model_run, vae_run, out):
     out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
     stage = json.loads((model_run / "train_config.json").read_text())["stage"]
     checkpoint = json.loads((model_run / "progress.json").read_text())["step"]
+    vae_stage = json.loads((vae_run / "train_config.json").read_text())["stage"]  # vae, or its decoder fine-tune
     for run, model in ((model_run, "transformer"), (vae_run, "vae")):
         name = json.loads((run / "train_config.json").read_text())["stage"]
         copy_weights(out / name, {model: run / model})
@@ -105,7 +107,7 @@ def snapshot(model_run, vae_run, out):
     chain = provenance(model_run, vae_run)
     plot_losses(chain, out / "loss_curves.png")
     lines = ["# AdaState embedded model — training campaign in progress", "",
-             f"Weights only, copied from the campaign's runs when work stopped: `vae/` (finished) and `{stage}/` "
+             f"Weights only, copied from the campaign's runs when work stopped: `{vae_stage}/` (finished) and `{stage}/` "
              f"(its checkpoint of step {checkpoint}; the folder later stages load with `--init` / `--teacher`). "
              "Not shipped models: the "
              "demo keeps running `assets/tiny-*` until students trained on this VAE beat them.", "",
@@ -113,7 +115,7 @@ def snapshot(model_run, vae_run, out):
              "Each command resumes its run from the last checkpoint in its `--out` folder. If that folder is "
              f"gone (a new machine), the same command with a new `--out` and `--init {out / stage}` starts "
              "from these weights (the optimiser and the learning-rate schedule start afresh); "
-             f"`--vae {out / 'vae'}` stands for the VAE run.", "",
+             f"`--vae {out / vae_stage}` stands for the VAE run.", "",
              "![loss curves](loss_curves.png)", ""]
     (out / "README.md").write_text("\n".join(lines))
 

@@ -1,6 +1,11 @@
-"""Losses of the training recipe: flow matching, and horizon-weighted DMD."""
+"""Losses of the training recipe: flow matching, horizon-weighted DMD, and the adversarial loss of
+the VAE decoder's fine-tune (with its patch discriminator)."""
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 
 
 def frame_sigma(sigma: torch.Tensor, frames: int) -> torch.Tensor:
@@ -50,3 +55,39 @@ def dmd_loss(generated: torch.Tensor, real_x0: torch.Tensor, fake_x0: torch.Tens
         target = generated - (fake_x0 - real_x0) / scale
     per_frame = 0.5 * ((generated.float() - target.float()) ** 2).mean(dim=(0, 1, 3, 4))
     return (per_frame * frame_weights.to(per_frame)).mean()
+
+
+class PatchDiscriminator(ModelMixin, ConfigMixin):
+    """Real or decoded, judged per overlapping patch of single frames (a PatchGAN): a score map
+    [N, 1, H/8, W/8] for frames [N, 3, H, W]. Its receptive field is a few objects wide, so it asks
+    for texture and crisp edges where an L1 loss settles for their average."""
+
+    @register_to_config
+    def __init__(self, channels: int = 64, levels: int = 3):
+        super().__init__()
+        layers, c_in = [], 3
+        for i in range(levels):
+            c_out = channels * 2**i
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1),
+                       nn.GroupNorm(8, c_out) if i else nn.Identity(), nn.LeakyReLU(0.2)]
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.net(frames)
+
+
+def video_frames(video: torch.Tensor) -> torch.Tensor:
+    """Video [B, 3, T, H, W] → frames [B * T, 3, H, W]."""
+    return video.transpose(1, 2).flatten(0, 1)
+
+
+def discriminator_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Hinge loss: real patches above +1, decoded ones below -1."""
+    return F.relu(1 - real_scores).mean() + F.relu(1 + fake_scores).mean()
+
+
+def generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """The decoder's adversarial loss: raise the discriminator's score of its frames."""
+    return -fake_scores.mean()

@@ -1,6 +1,8 @@
 """The training recipe of the embedded model, stage by stage (`python -m adastate train STAGE`).
 
     vae      the small video autoencoder, on rendered worlds; then its latent mean/std
+    decoder  the VAE's decoder fine-tuned alone against a patch discriminator (the encoder, and so
+             the latents every later stage trains on, stay as they are): texture and crisp edges
     data     latent clips (+ caption token states) of many worlds, encoded once
     teacher  a bidirectional flow-matching DiT on those clips
     causal   the causal student, initialised from the teacher with the teacher-forced diffusion
@@ -35,10 +37,11 @@ from ..checkpoints import load_into
 from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
 from ..sampling import DEFAULT_SHIFT, shifted_sigmas
 from ..vae import TINY_VAE_CONFIG, TinyVideoVAE, frames_to_video
-from .losses import dmd_loss, flow_matching_loss, horizon_weights, noised
+from .losses import (PatchDiscriminator, discriminator_loss, dmd_loss, flow_matching_loss, generator_loss,
+                     horizon_weights, noised, video_frames)
 from .rollout import self_forcing_rollout, teacher_forced_loss
 
-STAGES = ("vae", "data", "teacher", "causal", "dmd", "ship", "snapshot")
+STAGES = ("vae", "decoder", "data", "teacher", "causal", "dmd", "ship", "snapshot")
 
 
 @dataclass
@@ -64,11 +67,15 @@ class TrainConfig:
     size: int = 64                 # data/vae: video size in pixels
     data: str = ""                 # teacher/causal/dmd: the data stage's folder
     vae: str = ""                  # data: the vae stage's folder
-    init: str = ""                 # causal: the teacher; dmd: the causal student; teacher: weights to start from
+    init: str = ""                 # causal: the teacher; dmd: the causal student; teacher: weights to start from;
+                                   # decoder: the vae run
     teacher: str = ""              # dmd: the teacher (real score, and the fake score's start)
     model: dict = field(default_factory=lambda: dict(TINY_CONFIG))
     vae_model: dict = field(default_factory=lambda: dict(TINY_VAE_CONFIG))  # vae: architecture
-    edge_weight: float = 1.0       # vae: L1 on image gradients and frame differences (sharp, moving)
+    edge_weight: float = 1.0       # vae/decoder: L1 on image gradients and frame differences (sharp, moving)
+    gan_weight: float = 0.1        # decoder: weight of the adversarial loss
+    gan_start: int = 0             # decoder: steps of reconstruction loss alone before the adversarial loss joins
+                                   # (the discriminator trains from the first step, so it is not random then)
     sigma_shift: float = DEFAULT_SHIFT  # teacher: training noise levels warped by this shift
     logit_normal: bool = False     # teacher: logit-normal instead of uniform noise levels
     ema: float = 0.0               # teacher: decay of an EMA of the weights, saved as the model (0: none)
@@ -246,9 +253,26 @@ def image_gradients(video: torch.Tensor) -> list[torch.Tensor]:
     return [video.diff(dim=-1), video.diff(dim=-2), video.diff(dim=2)]
 
 
-def train_vae(config: TrainConfig, accelerator: Accelerator):
+def world_clips(config: TrainConfig, generator: torch.Generator, frames: int, device) -> torch.Tensor:
+    """A batch of `frames`-long clips of random worlds from random starts, video [B, 3, T, H, W]."""
     from ..data import World, sample_world_spec
 
+    clips = []
+    for _ in range(config.batch_size):
+        seed = int(torch.randint(10**9, (1,), generator=generator))
+        start = int(torch.randint(20000, (1,), generator=generator))
+        clips.append(frames_to_video(World(sample_world_spec(seed, config.size, config.size)).render(start, frames)))
+    return torch.stack(clips).to(device)
+
+
+def reconstruction_losses(recon: torch.Tensor, video: torch.Tensor) -> dict:
+    """L1, L1 of edges and frame differences, and PSNR (logged) of a reconstruction."""
+    edges = sum((a - b).abs().mean() for a, b in zip(image_gradients(recon), image_gradients(video)))
+    psnr = 10 * torch.log10(4 / ((recon.detach() - video) ** 2).mean())  # peak-to-peak 2 in [-1, 1]
+    return {"l1": (recon - video).abs().mean(), "edges": edges, "psnr": psnr}
+
+
+def train_vae(config: TrainConfig, accelerator: Accelerator):
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
@@ -264,24 +288,16 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
     autoencoder, optimizer = accelerator.prepare(Objective(vae, reconstruct), optimizer)
 
     def clip_batch():
-        clips = []
-        for _ in range(config.batch_size):
-            seed = int(torch.randint(10**9, (1,), generator=generator))
-            start = int(torch.randint(20000, (1,), generator=generator))
-            frames = World(sample_world_spec(seed, config.size, config.size)).render(start, tf)
-            clips.append(frames_to_video(frames))
-        return torch.stack(clips).to(accelerator.device)
+        return world_clips(config, generator, tf, accelerator.device)
 
     def step_fn(step):
         video = clip_batch()
         recon, mean, logvar = autoencoder(video)
-        reconstruction = (recon - video).abs().mean()
-        edges = sum((a - b).abs().mean() for a, b in zip(image_gradients(recon), image_gradients(video)))
-        kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
-        loss = reconstruction + config.edge_weight * edges + 1e-4 * kl
-        optimise(accelerator, optimizer, loss, autoencoder)
-        psnr = 10 * torch.log10(4 / ((recon.detach() - video) ** 2).mean())  # peak-to-peak 2 in [-1, 1]
-        return {"loss": loss, "l1": reconstruction, "edges": edges, "kl": kl, "psnr": psnr}
+        losses = reconstruction_losses(recon, video)
+        losses["kl"] = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
+        losses["loss"] = losses["l1"] + config.edge_weight * losses["edges"] + 1e-4 * losses["kl"]
+        optimise(accelerator, optimizer, losses["loss"], autoencoder)
+        return losses
 
     loop(run, accelerator, {"vae": vae}, {"vae": optimizer}, step_fn)
     if not accelerator.is_main_process:
@@ -296,6 +312,49 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
     model.std.copy_(std.view(1, -1, 1, 1, 1))
     model.save_pretrained(run.dir / "vae")
     run.log(config.steps, latent_mean=mean.tolist(), latent_std=std.tolist())
+
+
+def train_decoder(config: TrainConfig, accelerator: Accelerator):
+    """Fine-tune the decoder of the VAE run `init`. Its encoder is frozen, so the latents stay what
+    the data, the teacher and the students were trained on; the decoder learns to draw them with
+    the texture and edges that an L1 loss averages away, against a patch discriminator on frames."""
+    run = Run(config, accelerator)
+    generator = rank_generator(config, accelerator)
+    torch.manual_seed(config.seed)
+    vae = TinyVideoVAE.from_pretrained(Path(config.init) / "vae")
+    vae.encoder.requires_grad_(False)
+    discriminator = PatchDiscriminator()
+    # GAN-style Adam: a short momentum memory, as the two players' targets keep moving
+    decoder_opt = torch.optim.AdamW(vae.decoder.parameters(), lr=config.lr, betas=(0.5, 0.9), weight_decay=0.0)
+    discriminator_opt = torch.optim.AdamW(discriminator.parameters(), lr=config.lr, betas=(0.5, 0.9),
+                                          weight_decay=0.0)
+
+    def reconstruct(model, video):
+        """Decode a posterior sample, as the VAE was trained: a decoder robust to latents near the mean."""
+        with torch.no_grad():
+            mean, logvar = model.encode_moments(video)
+            z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return model.decode((z - model.mean) / model.std)
+
+    autoencoder, critic, decoder_opt, discriminator_opt = accelerator.prepare(
+        Objective(vae, reconstruct), discriminator, decoder_opt, discriminator_opt)
+
+    def step_fn(step):
+        video = world_clips(config, generator, vae.config.temporal_factor, accelerator.device)
+        recon = autoencoder(video)
+        real, fake = video_frames(video), video_frames(recon)
+        losses = {"discriminator": discriminator_loss(critic(real), critic(fake.detach()))}
+        optimise(accelerator, discriminator_opt, losses["discriminator"], critic)
+        losses |= reconstruction_losses(recon, video)
+        losses["loss"] = losses["l1"] + config.edge_weight * losses["edges"]
+        if step > config.gan_start:
+            losses["adversarial"] = generator_loss(critic(fake))
+            losses["loss"] = losses["loss"] + config.gan_weight * losses["adversarial"]
+        optimise(accelerator, decoder_opt, losses["loss"], autoencoder)
+        return losses
+
+    loop(run, accelerator, {"vae": vae, "discriminator": discriminator},
+         {"vae": decoder_opt, "discriminator": discriminator_opt}, step_fn)
 
 
 def build_data(config: TrainConfig, accelerator: Accelerator):
@@ -493,5 +552,5 @@ def train(config: TrainConfig):
         from .card import snapshot
         return snapshot(config.init, config.vae, config.out)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    {"vae": train_vae, "data": build_data, "teacher": train_teacher, "causal": train_causal,
+    {"vae": train_vae, "decoder": train_decoder, "data": build_data, "teacher": train_teacher, "causal": train_causal,
      "dmd": train_dmd}[config.stage](config, accelerator)
