@@ -22,6 +22,7 @@ dropped first.
 
 import ctypes
 import html
+import queue
 import logging
 import math
 import os
@@ -207,6 +208,42 @@ class Throttle:
             return False
         self.last = now
         return True
+
+
+def computed_ahead(items):
+    """Yield what the iterator `items` yields, computing the next item in a thread while the
+    consumer handles the last one. Never more than one ahead: item k + 1 starts only once the
+    consumer asks for item k, that is once it is done with item k - 1. A comparison needs this:
+    Gradio re-muxes each streamed segment (about 0.13 s per player on 2 cores) before it asks for
+    the next chunk, and without the overlap the two players stall at almost every chunk
+    (benchmarks/RESULTS.md, "Does the player stall?"). When the consumer stops early, the item in
+    progress finishes before this generator returns, so whoever cleans up after `items` can."""
+    permits, results, stopped = threading.Semaphore(1), queue.Queue(), threading.Event()
+
+    def work():
+        try:
+            while permits.acquire() and not stopped.is_set():
+                results.put((True, next(items)))
+        except StopIteration:
+            results.put((False, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            results.put((False, error))
+
+    worker = threading.Thread(target=work, name="computed-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            permits.release()  # the item after the one asked for may start
+            more, value = results.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stopped.set()
+        permits.release()
+        worker.join()
 
 
 class Run:
@@ -543,11 +580,12 @@ class Visitors:
 
     # streams
 
-    def stream(self, key, start, endless: bool = False):
+    def stream(self, key, start, endless: bool = False, ahead: bool = False):
         """Run the streams `start(folder)` returns (one mode, or both in step) as `key`'s visitor's
         run: yield ({mode: Update}, status) per chunk — ({}, status) while waiting for a place — and
         a last pair whose updates carry the finished videos. `endless`: the run gives way to a
-        waiting visitor."""
+        waiting visitor. `ahead`: compute each chunk while the previous one is being shown
+        (`computed_ahead`; not for a stream that a prompt switch steers: it would follow one chunk late)."""
         scheduler = self.scheduler
         ticket = scheduler.enter()  # a refusal changes nothing
         admitted = made_room = False
@@ -576,17 +614,23 @@ class Visitors:
             lead = runs[0]  # the runs go in step: the first one's count and statistics stand for all
             total = "endless" if endless else lead.stream.settings.chunks - lead.stream.index
             plots, updates, ending = Throttle(PLOT_INTERVAL), None, "done"
-            while lead.stream.index < lead.stream.settings.chunks:
-                if running.stop_reason:
-                    ending = running.stop_reason
-                    break
-                if endless and scheduler.make_room():
-                    made_room = True
-                    ending = "ended to make room for a visitor who was waiting (save the scene to continue it later)"
-                    break
-                replot = plots.due()
-                with scheduler.turn():
-                    updates = {run.mode: replace(run.step(), replot=replot) for run in runs}
+
+            def chunks():
+                nonlocal ending, made_room
+                while lead.stream.index < lead.stream.settings.chunks:
+                    if running.stop_reason:
+                        ending = running.stop_reason
+                        return
+                    if endless and scheduler.make_room():
+                        made_room = True
+                        ending = "ended to make room for a visitor who was waiting (save the scene to continue it later)"
+                        return
+                    replot = plots.due()
+                    with scheduler.turn():
+                        updates = {run.mode: replace(run.step(), replot=replot) for run in runs}
+                    yield updates
+
+            for updates in computed_ahead(chunks()) if ahead else chunks():
                 yield updates, status_line(updates[lead.mode].records, total, started, lead.backend.notice)
             if updates is None:  # stopped before its first chunk
                 yield {}, ending
@@ -743,7 +787,8 @@ def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1,
     settings = {mode: settings_from_inputs(seed, chunks, mode, steps, window) for mode in ANCHOR_MODES}
     every = math.ceil(settings["adaptive"].chunks / FILMSTRIP_FRAMES)
     yield from (visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder, every) for mode in ANCHOR_MODES])
+        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder, every) for mode in ANCHOR_MODES],
+        ahead=True)
 
 
 def plots_of(updates: dict):

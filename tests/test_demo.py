@@ -2,6 +2,7 @@
 
 import gc
 import re
+import time
 import weakref
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import torch
 from PIL import Image
 
 from adastate import demo
-from adastate.demo import (Backends, FairSlots, Scheduler, Visitors, compare_updates, generate_updates, resume_updates,
-                           settings_from_inputs, timesteps)
+from adastate.demo import (Backends, FairSlots, Scheduler, Visitors, compare_updates, computed_ahead, generate_updates,
+                           resume_updates, settings_from_inputs, timesteps)
 from adastate.scene import read_scene
 from adastate.video import read_video
 from adastate.viz import chunk_plots, projection, state_colors, state_peek, summary_rows, verdict
@@ -90,6 +91,57 @@ def test_compare_steps_both_modes_in_lockstep(test_backend):
     last = steps[-1][0]
     assert last["adaptive"].records[-1]["anchor_attention_share"] != last["static"].records[-1]["anchor_attention_share"]
     assert [row[0] for row in summary_rows({m: u.records for m, u in last.items()})] == ["adaptive", "static"]
+
+
+def test_computed_ahead_runs_one_item_ahead_of_the_consumer_never_more():
+    log = []
+
+    def items():
+        for k in range(5):
+            log.append(f"start {k}")
+            time.sleep(0.01)
+            yield k
+
+    out = []
+    for k in computed_ahead(items()):
+        time.sleep(0.1)  # the consumer is slow: the producer would run far ahead if it could
+        log.append(f"done {k}")
+        out.append(k)
+    assert out == [0, 1, 2, 3, 4]
+    for k in range(2, 5):  # item k starts only after the consumer is done with item k - 2
+        assert log.index(f"start {k}") > log.index(f"done {k - 2}")
+    assert log.index("start 1") < log.index("done 0")  # and item 1 overlaps the consumer's work on item 0
+
+
+def test_computed_ahead_hands_errors_over_and_stops_with_its_consumer():
+    def failing():
+        yield 1
+        raise ValueError("bad chunk")
+
+    with pytest.raises(ValueError, match="bad chunk"):
+        list(computed_ahead(failing()))
+    started = []
+
+    def endless():
+        for k in range(1000):
+            started.append(k)
+            yield k
+
+    ahead = computed_ahead(endless())
+    assert next(ahead) == 0
+    ahead.close()  # returns once the item in progress is done, and no further item starts
+    count = len(started)
+    time.sleep(0.05)
+    assert count <= 2 and len(started) == count
+
+
+def test_a_cancelled_comparison_cleans_up(test_backend):
+    updates = compare_updates(FixedBackends(test_backend), "hills", 0, 50)
+    first, _ = next(updates)
+    folder = Path(first["adaptive"].segment).parent
+    assert Path(first["static"].segment).exists()
+    updates.close()
+    assert not folder.exists()
 
 
 def test_state_pictures_are_stable_and_deterministic(test_backend):
