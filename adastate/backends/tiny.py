@@ -7,13 +7,12 @@ import torch
 from ..checkpoints import CheckpointError, load_into, load_pretrained
 from ..model import TINY_CONFIG, CausalWanTransformer
 from ..text import MiniLMTextEncoder
-from ..vae import TinyVideoVAE
+from ..vae import TINY_VAE_CONFIG, TinyVideoVAE
 from . import Backend, requested_device
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 VIDEO_SIZE = 64       # pixels, square
 FPS = 16.0
-SPATIAL_FACTOR = 4
 
 
 def shipped_checkpoint(anchor: str = "adaptive") -> Path | None:
@@ -46,7 +45,7 @@ def load_tiny(checkpoint=None, device=None, anchor: str = "adaptive") -> Backend
             transformer = load_into(CausalWanTransformer(**TINY_CONFIG), path)
     if vae is None:
         torch.manual_seed(1)
-        vae = TinyVideoVAE(latent_channels=transformer.config.in_channels, spatial_factor=SPATIAL_FACTOR)
+        vae = TinyVideoVAE(latent_channels=transformer.config.in_channels, **TINY_VAE_CONFIG)
         notice = notice or "no trained VAE in the checkpoint: frames are decoded by a random decoder"
     latent = VIDEO_SIZE // vae.config.spatial_factor
     return Backend(
