@@ -122,12 +122,22 @@ def test_teacher_ema_is_what_later_stages_load_and_it_resumes(clips, tmp_path):
     assert [json.loads(line)["step"] for line in (teacher / "log.jsonl").read_text().splitlines()][-2:] == [7, 8]
 
 
-def test_teacher_trains_under_bfloat16_autocast_with_float32_weights(clips, tmp_path):
+def test_stages_train_under_bfloat16_autocast_with_float32_weights(clips, tmp_path):
     teacher = tmp_path / "teacher"
     train(config("teacher", teacher, data=str(clips), steps=3, lr=3e-3, bf16=True))
     assert all(math.isfinite(loss) for loss in losses(teacher))
     weights = load_file(teacher / "transformer" / "diffusion_pytorch_model.safetensors")
     assert {w.dtype for w in weights.values()} == {torch.float32}
+    causal = tmp_path / "causal"
+    train(config("causal", causal, data=str(clips), init=str(teacher), steps=2, lr=1e-3, bf16=True,
+                 logit_normal=True, sigma_shift=2.0))
+    dmd = tmp_path / "dmd"
+    train(config("dmd", dmd, data=str(clips), init=str(causal), teacher=str(teacher), steps=2, lr=1e-4,
+                 fake_updates=2, bf16=True))
+    assert all(math.isfinite(loss) for loss in losses(causal) + losses(dmd, "dmd") + losses(dmd, "fake"))
+    for folder in (causal, dmd):
+        weights = load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors")
+        assert {w.dtype for w in weights.values()} == {torch.float32}
 
 
 # the embedded VAE's architecture at test width

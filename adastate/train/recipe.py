@@ -76,11 +76,11 @@ class TrainConfig:
     gan_weight: float = 0.1        # decoder: weight of the adversarial loss
     gan_start: int = 0             # decoder: steps of reconstruction loss alone before the adversarial loss joins
                                    # (the discriminator trains from the first step, so it is not random then)
-    sigma_shift: float = DEFAULT_SHIFT  # teacher: training noise levels warped by this shift
-    logit_normal: bool = False     # teacher: logit-normal instead of uniform noise levels
+    sigma_shift: float = DEFAULT_SHIFT  # teacher/causal: training noise levels warped by this shift
+    logit_normal: bool = False     # teacher/causal: logit-normal instead of uniform noise levels
     ema: float = 0.0               # teacher: decay of an EMA of the weights, saved as the model (0: none)
-    bf16: bool = False             # teacher: bfloat16 autocast (weights, norms, optimiser stay float32): 1.4x
-                                   # on this CPU's avx512_bf16 (benchmarks/RESULTS.md, "Training throughput")
+    bf16: bool = False             # teacher/causal/dmd: bfloat16 autocast (weights, norms, optimiser stay float32):
+                                   # 1.4x on this CPU's avx512_bf16 (benchmarks/RESULTS.md, "Training throughput")
     warmup: int = 0                # steps of linear learning-rate warm-up
     lr_floor: float = 1.0          # cosine decay to lr * lr_floor at the last step (1: constant)
     save_every: int = 100
@@ -237,6 +237,12 @@ def loop(run: Run, accelerator: Accelerator, models: dict, optimizers: dict, ste
         if step % config.save_every == 0 or step == config.steps:
             run.save(step, models, optimizers)
             accelerator.wait_for_everyone()  # the next stage (or a resume) reads what the main process wrote
+
+
+def autocast(config: TrainConfig, accelerator: Accelerator):
+    """bfloat16 autocast when `config.bf16` (here rather than accelerate's mixed_precision, which is
+    fixed once per process, and a second stage in one process would raise)."""
+    return torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
 
 def optimise(accelerator, optimizer, loss, model):
@@ -418,8 +424,7 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
         text = drop_captions(text, config.caption_dropout, generator)
         sigma = sample_sigmas(latents.shape[0], generator, config.sigma_shift, config.logit_normal).to(latents)
         noise = torch.randn(latents.shape, generator=generator).to(latents)
-        # autocast here rather than accelerate's mixed_precision, which is fixed once per process
-        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.bf16):
+        with autocast(config, accelerator):
             velocity = teacher(noised(latents, noise, sigma), 1000 * sigma, text).sample
         loss = flow_matching_loss(velocity, latents, noise)
         optimise(accelerator, optimizer, loss, teacher)
@@ -453,13 +458,15 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
     def loss_of(model, latents, text):
         return teacher_forced_loss(model, model.encode_text(text), latents, layout_of(config),
                                    config.anchor == "adaptive",
-                                   lambda b: sample_sigmas(b, generator).to(latents))
+                                   lambda b: sample_sigmas(b, generator, config.sigma_shift,
+                                                           config.logit_normal).to(latents))
 
     objective, optimizer = accelerator.prepare(Objective(student, loss_of), optimizer)
     data = batches(load_clips(config.data), config.batch_size, generator)
 
     def step_fn(step):
-        loss = objective(*on_device(accelerator, next(data)))
+        with autocast(config, accelerator):
+            loss = objective(*on_device(accelerator, next(data)))
         optimise(accelerator, optimizer, loss, objective)
         return {"loss": loss}
 
@@ -516,21 +523,24 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         losses = {}
         # fake score: flow matching on the student's current outputs (no student gradients)
         for _ in range(config.fake_updates):
-            with torch.no_grad():
-                video = rollout(text, step)
+            with torch.no_grad(), autocast(config, accelerator):
+                video = rollout(text, step).float()
             sigma = sample_sigmas(video.shape[0], generator).to(video)
             noise = torch.randn(video.shape, generator=generator).to(video)
-            fake_loss = flow_matching_loss(fake(noised(video, noise, sigma), 1000 * sigma, text).sample, video, noise)
+            with autocast(config, accelerator):
+                velocity = fake(noised(video, noise, sigma), 1000 * sigma, text).sample
+            fake_loss = flow_matching_loss(velocity, video, noise)
             optimise(accelerator, fake_opt, fake_loss, fake)
             losses["fake"] = fake_loss
         # student: DMD through the chunks that carry gradients, horizon weighted
-        video = rollout(text, step)
+        with autocast(config, accelerator):
+            video = rollout(text, step).float()
         sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98).to(video)
         noise = torch.randn(video.shape, generator=generator).to(video)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(config, accelerator):
             x_t = noised(video, noise, sigma)
-            real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance)
-            fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0)
+            real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance).float()
+            fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0).float()
         loss = dmd_loss(video, real_x0, fake_x0, weights)
         optimise(accelerator, student_opt, loss, rollout)
         losses["dmd"] = loss
