@@ -73,7 +73,8 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: dict(TINY_CONFIG))
     vae_model: dict = field(default_factory=lambda: dict(TINY_VAE_CONFIG))  # vae: architecture
     edge_weight: float = 1.0       # vae/decoder: L1 on image gradients and frame differences (sharp, moving)
-    gan_weight: float = 0.1        # decoder: weight of the adversarial loss
+    gan_weight: float = 0.1        # decoder: weight of the adversarial loss, relative to the reconstruction loss
+                                   # (their gradients balanced at the decoder's last layer)
     gan_start: int = 0             # decoder: steps of reconstruction loss alone before the adversarial loss joins
                                    # (the discriminator trains from the first step, so it is not random then)
     sigma_shift: float = DEFAULT_SHIFT  # teacher/causal: training noise levels warped by this shift
@@ -355,12 +356,22 @@ def train_decoder(config: TrainConfig, accelerator: Accelerator):
         losses["loss"] = losses["l1"] + config.edge_weight * losses["edges"]
         if step > config.gan_start:
             losses["adversarial"] = generator_loss(critic(fake))
-            losses["loss"] = losses["loss"] + config.gan_weight * losses["adversarial"]
+            losses["balance"] = balance(losses["loss"], losses["adversarial"], vae.decoder[-1].weight)
+            losses["loss"] = losses["loss"] + config.gan_weight * losses["balance"] * losses["adversarial"]
         optimise(accelerator, decoder_opt, losses["loss"], autoencoder)
         return losses
 
     loop(run, accelerator, {"vae": vae, "discriminator": discriminator},
          {"vae": decoder_opt, "discriminator": discriminator_opt}, step_fn)
+
+
+def balance(reconstruction: torch.Tensor, adversarial: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """How much the adversarial loss must be scaled to pull on the decoder's last layer as hard as
+    the reconstruction loss does (VQGAN's adaptive weight). A fixed weight let the discriminator
+    take over within 200 steps: stripes and coloured fringes, PSNR and realism both worse
+    (benchmarks/RESULTS.md, "VAE")."""
+    pull = [torch.autograd.grad(loss, last_layer, retain_graph=True)[0].norm() for loss in (reconstruction, adversarial)]
+    return (pull[0] / (pull[1] + 1e-4)).clamp(max=1e4).detach()
 
 
 def build_data(config: TrainConfig, accelerator: Accelerator):
