@@ -11,16 +11,16 @@ import spaces
 from adastate.backends.wan import gpu_duration
 from adastate.demo import (ENDLESS_CHUNKS, MAX_DEMO_CHUNKS, MAX_STEPS, MAX_WINDOW, SESSION_IDLE_SECONDS, SWEEP_SECONDS,
                            Backends, Scheduler, Visitors, compare_updates, curves_of, generate_updates, plots_of,
-                           reserved_chunks, resume_updates, summary_of, upload_limit_bytes, verdict_of)
+                           reserved_chunks, resume_updates, showcase_examples, summary_of, upload_limit_bytes, verdict_of)
 from adastate.stream import RECACHE_ON_SWITCH
 from adastate.viz import SUMMARY_HEADERS
 
 BACKENDS = Backends()
-EXAMPLES = [
+EXAMPLES = showcase_examples(Path(__file__).parent / "docs" / "eval" / "examples.json", fallback=[
     ["a slow pan to the right across snowy hills with pine trees", 0, 16, "adaptive"],
     ["the camera moves left at a rapid pace over desert dunes, passing cacti", 1, 16, "adaptive"],
     ["flying right over alien valley dotted with glowing crystals, steady motion", 2, 16, "static"],
-]
+])
 EXPLANATION = """
 **AdaState** streams a video chunk by chunk (each chunk: 12 frames). Beside the video you see what
 the model keeps as its scene anchor. In **adaptive** mode that is a hidden *state* the model

@@ -22,10 +22,11 @@ dropped first.
 
 import ctypes
 import html
-import queue
+import json
 import logging
 import math
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -76,6 +77,20 @@ try:  # glibc keeps what a thread freed in that thread's arena until asked to re
     GLIBC = ctypes.CDLL("libc.so.6")
 except OSError:  # another C library: nothing to ask
     GLIBC = None
+
+
+def showcase_examples(path: Path, fallback: list[list]) -> list[list]:
+    """The demo's examples as [prompt, seed, chunks, anchor]: the runs where the shipped models'
+    evaluation (`python -m adastate eval --out docs/eval`, its examples.json) found the two anchors
+    differing most, or `fallback` where there is no such file yet."""
+    try:
+        chosen = json.loads(Path(path).read_text())
+        return [[e["prompt"], int(e["seed"]), min(int(e["chunks"]), MAX_DEMO_CHUNKS), "adaptive"] for e in chosen] \
+            or fallback
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if Path(path).exists():
+            log.warning("ignoring %s: %s", path, error)
+        return fallback
 
 
 # -- inputs, as they arrive -----------------------------------------------------------------------

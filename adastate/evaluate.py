@@ -46,6 +46,7 @@ SWITCH_WORLDS = 1000      # a prompt's switch target is searched from its world 
 PHASE = 4                 # chunks in the "first" and the "last" phase of a run
 SWITCH_AT, SWITCH_SPAN = 8, 8
 SHEET_CHUNKS, SHEET_RUNS = (0, 10, 20, 39), 3
+SHOWCASE = 3              # examples for the demo (examples.json): the runs where the modes differ most
 SPEED_WORDS = {"slow": "slow", "gentle": "slow", "leisurely": "slow", "steady": "steady", "smooth": "steady",
                "moderate": "steady", "fast": "fast", "quick": "fast", "rapid": "fast"}
 # the camera panning left moves the image right (+x): the convention of World.camera_motion
@@ -247,6 +248,7 @@ def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: 
                           "seconds": time.perf_counter() - started}
     summary = summarise(per_mode, chunks, horizon)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "examples.json").write_text(json.dumps(showcase(per_mode, chunks), indent=1))
     plot(summary, out / "per_chunk.png")
     contact_sheet(sheet, sheet_chunks, out / "contact_sheet.png")
     (out / "RESULTS.md").write_text(markdown(summary))
@@ -333,6 +335,33 @@ def targets(modes: dict, phase: int) -> dict:
         reverts_more, ">", 0)
     found["adaptive progression / ground truth's"] = target(a["progression_vs_ground_truth"], ">=", 0.5)
     return found
+
+
+def showcase(per_mode: dict, chunks: int, count: int = SHOWCASE) -> list[dict]:
+    """The (prompt, seed) runs where the two anchors differ most, best first, for the demo's
+    examples: the static run's late frames still resembling its first frame more than the adaptive
+    run's do (revert, last PHASE chunks), plus how much further the adaptive scene travelled
+    (progression). Each prompt appears once; `difference` is that score, measured."""
+    phase = phase_chunks(chunks)
+    static = {(r["prompt"], r["seed"]): r for r in per_mode["static"]["runs"]}
+    scored = []
+    for run in per_mode["adaptive"]["runs"]:
+        other = static.get((run["prompt"], run["seed"]))
+        if other is None:
+            continue
+        late = [mean(c["revert"] for c in r["chunks"][-phase:]) for r in (other, run)]
+        reverts_more = None if None in late else late[0] - late[1]
+        travels_further = run["progression"] - other["progression"]
+        scored.append({"prompt": run["prompt"], "seed": run["seed"], "chunks": chunks,
+                       "difference": (reverts_more or 0.0) + travels_further,
+                       "static_minus_adaptive_revert_late": reverts_more,
+                       "adaptive_minus_static_progression": travels_further})
+    examples, prompts = [], set()
+    for entry in sorted(scored, key=lambda e: -e["difference"]):
+        if entry["prompt"] not in prompts:
+            prompts.add(entry["prompt"])
+            examples.append(entry)
+    return examples[:count]
 
 
 # -- pictures and the table -----------------------------------------------------------------------

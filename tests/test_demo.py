@@ -410,3 +410,13 @@ def test_the_verdict_follows_the_measurements():
     assert "both modes look alike to their first frame (revert 0.61 adaptive, 0.63 static)" in alike
     assert verdict({"adaptive": chunks_measuring(0.5, 0.1, 1), "static": chunks_measuring(0.5, 0.1, 1)}) == \
         "the verdict needs at least two chunks of both modes"
+
+
+def test_examples_come_from_the_evaluation_when_it_chose_them(tmp_path):
+    fallback = [["hills", 0, 16, "adaptive"]]
+    assert demo.showcase_examples(tmp_path / "missing.json", fallback) == fallback
+    chosen = tmp_path / "examples.json"
+    chosen.write_text('[{"prompt": "dunes at night", "seed": 3, "chunks": 40, "difference": 0.4}]')
+    assert demo.showcase_examples(chosen, fallback) == [["dunes at night", 3, 40, "adaptive"]]
+    chosen.write_text("{not json")
+    assert demo.showcase_examples(chosen, fallback) == fallback

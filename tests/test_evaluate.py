@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from adastate.data import World, sample_world_spec
-from adastate.evaluate import (HELD_OUT_WORLDS, evaluate, held_out_prompts, pan_measures, read_prompts,
+from adastate.evaluate import (HELD_OUT_WORLDS, evaluate, held_out_prompts, pan_measures, read_prompts, showcase,
                                requested_direction, requested_speed, summarise, switch_reach, switch_target)
 
 
@@ -107,10 +107,26 @@ def test_targets_fail_when_the_modes_do_not_differ_and_motion_is_wrong():
     assert targets["adaptive keeps its speed: last / first chunks"]["measured"] == pytest.approx(0.6)
 
 
+def test_showcase_picks_the_runs_where_the_modes_differ_most():
+    def pair(prompt, seed, static_revert, adaptive_revert, static_progression, adaptive_progression):
+        runs = [synthetic_run(1.0, 1.0, r, p) | {"prompt": prompt, "seed": seed}
+                for r, p in ((adaptive_revert, adaptive_progression), (static_revert, static_progression))]
+        return runs
+    pairs = [pair("hills", 0, 0.9, 0.3, 0.1, 0.3),   # 0.6 + 0.2
+             pair("hills", 1, 0.9, 0.8, 0.1, 0.1),   # 0.1: the same prompt again, lower
+             pair("dunes", 0, 0.5, 0.5, 0.2, 0.2),   # 0
+             pair("crystals", 0, 0.7, 0.4, 0.1, 0.15)]  # 0.3 + 0.05
+    per_mode = {"adaptive": mode([a for a, _ in pairs], 0.7), "static": mode([s for _, s in pairs], 0.7)}
+    examples = showcase(per_mode, CHUNKS, count=2)
+    assert [(e["prompt"], e["seed"]) for e in examples] == [("hills", 0), ("crystals", 0)]
+    assert examples[0]["difference"] == pytest.approx(0.8) and examples[0]["chunks"] == CHUNKS
+    assert [e["prompt"] for e in showcase(per_mode, CHUNKS)] == ["hills", "crystals", "dunes"]
+
+
 def test_evaluate_writes_summary_runs_plots_and_table(test_backend, tmp_path):
     prompts = held_out_prompts(2) + [{"prompt": "a slow pan to the left"}]
     summary = evaluate(lambda mode: test_backend, prompts, [0], chunks=4, horizon=1, out=tmp_path)
-    for name in ("summary.json", "per_chunk.png", "contact_sheet.png", "RESULTS.md"):
+    for name in ("summary.json", "per_chunk.png", "contact_sheet.png", "RESULTS.md", "examples.json"):
         assert (tmp_path / name).is_file(), name
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
         f"{mode}-p{p}-s0.json" for mode in ("adaptive", "static") for p in range(3)]
