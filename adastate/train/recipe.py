@@ -532,10 +532,13 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         _, text = on_device(accelerator, next(data))
         null_text = torch.zeros_like(text)
         losses = {}
-        # fake score: flow matching on the student's current outputs (no student gradients)
+        # fake score: flow matching on the student's current outputs (no student gradients). Its
+        # updates share one rollout, each with new noise: a fresh rollout per update made a step
+        # 1.9x slower (35.6 vs 18.7 s at batch 4, rollouts of up to 4 chunks, 5 fake updates, one
+        # thread beside other jobs)
+        with torch.no_grad(), autocast(config, accelerator):
+            video = rollout(text, step).float()
         for _ in range(config.fake_updates):
-            with torch.no_grad(), autocast(config, accelerator):
-                video = rollout(text, step).float()
             sigma = sample_sigmas(video.shape[0], generator).to(video)
             noise = torch.randn(video.shape, generator=generator).to(video)
             with autocast(config, accelerator):
