@@ -101,7 +101,8 @@ def clips(tmp_path):
     drift = torch.linspace(0, 1, 6).view(1, 1, 6, 1, 1)
     latents = (base + drift * torch.randn(4, 4, 1, 4, 6, generator=g)).contiguous()
     text = torch.randn(4, 5, TEST_CONFIG["text_dim"], generator=g)
-    save_file({"latents": latents, "text": text}, tmp_path / "clips.safetensors")
+    # stored in float16, as the data stage stores them
+    save_file({"latents": latents.half(), "text": text.half()}, tmp_path / "clips.safetensors")
     return tmp_path
 
 

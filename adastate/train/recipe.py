@@ -476,8 +476,9 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
     data = batches(load_clips(config.data), config.batch_size, generator)
 
     def step_fn(step):
+        latents, text = on_device(accelerator, next(data))  # outside autocast: it refuses the stored float16
         with autocast(config, accelerator):
-            loss = objective(*on_device(accelerator, next(data)))
+            loss = objective(latents, text)
         optimise(accelerator, optimizer, loss, objective)
         return {"loss": loss}
 
