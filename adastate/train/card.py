@@ -98,6 +98,7 @@ def snapshot(model_run, vae_run, out):
     out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
     stage = json.loads((model_run / "train_config.json").read_text())["stage"]
     checkpoint = json.loads((model_run / "progress.json").read_text())["step"]
+    finished = checkpoint >= json.loads((model_run / "train_config.json").read_text())["steps"]
     vae_stage = json.loads((vae_run / "train_config.json").read_text())["stage"]  # vae, or its decoder fine-tune
     for run, model in ((model_run, "transformer"), (vae_run, "vae")):
         name = json.loads((run / "train_config.json").read_text())["stage"]
@@ -108,7 +109,8 @@ def snapshot(model_run, vae_run, out):
     plot_losses(chain, out / "loss_curves.png")
     lines = ["# AdaState embedded model — training campaign in progress", "",
              f"Weights only, copied from the campaign's runs when work stopped: `{vae_stage}/` (finished) and `{stage}/` "
-             f"(its checkpoint of step {checkpoint}; the folder later stages load with `--init` / `--teacher`). "
+             f"(its checkpoint of step {checkpoint}{', the last: finished' if finished else ''}; the folder later "
+             "stages load with `--init` / `--teacher`). "
              "Not shipped models: the "
              "demo keeps running `assets/tiny-*` until students trained on this VAE beat them.", "",
              "## How far each stage got", "", *stage_lines(chain), "",
