@@ -50,10 +50,11 @@ def plot_losses(chain: list[Path], path: Path):
     import matplotlib.pyplot as plt
 
     keys = ("loss", "dmd", "fake")
-    trained = [folder for folder in chain if any(key in r for r in read_log(folder) for key in keys)]  # not data
+    logs = {folder: read_log(folder) for folder in chain}
+    trained = [folder for folder, log in logs.items() if any(key in r for r in log for key in keys)]  # not data
     fig, axes = plt.subplots(1, len(trained), figsize=(3.4 * len(trained), 2.8), squeeze=False)
     for ax, folder in zip(axes[0], trained):
-        log = read_log(folder)
+        log = logs[folder]
         for key in keys:
             points = [(r["step"], r[key]) for r in log if key in r]
             if points:
@@ -96,12 +97,11 @@ def snapshot(model_run, vae_run, out):
     out/teacher` and `--init out/teacher` work as on the runs, with a card that says how far every
     stage got and how to continue it."""
     out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
-    stage = json.loads((model_run / "train_config.json").read_text())["stage"]
+    model_config, vae_config = (json.loads((run / "train_config.json").read_text()) for run in (model_run, vae_run))
+    stage, vae_stage = model_config["stage"], vae_config["stage"]  # vae_stage: vae, or its decoder fine-tune
     checkpoint = json.loads((model_run / "progress.json").read_text())["step"]
-    finished = checkpoint >= json.loads((model_run / "train_config.json").read_text())["steps"]
-    vae_stage = json.loads((vae_run / "train_config.json").read_text())["stage"]  # vae, or its decoder fine-tune
-    for run, model in ((model_run, "transformer"), (vae_run, "vae")):
-        name = json.loads((run / "train_config.json").read_text())["stage"]
+    finished = checkpoint >= model_config["steps"]
+    for run, name, model in ((model_run, stage, "transformer"), (vae_run, vae_stage, "vae")):
         copy_weights(out / name, {model: run / model})
         for record in ("train_config.json", "log.jsonl"):
             shutil.copy(run / record, out / name / record)

@@ -260,15 +260,24 @@ def image_gradients(video: torch.Tensor) -> list[torch.Tensor]:
     return [video.diff(dim=-1), video.diff(dim=-2), video.diff(dim=2)]
 
 
+def random_world(config: TrainConfig, generator: torch.Generator):
+    """A world seed (below the held-out ones), its spec, and a start frame anywhere up to 20000,
+    so that late scenes are seen too."""
+    from ..data import sample_world_spec
+
+    seed = int(torch.randint(10**9, (1,), generator=generator))
+    start = int(torch.randint(20000, (1,), generator=generator))
+    return seed, sample_world_spec(seed, config.size, config.size), start
+
+
 def world_clips(config: TrainConfig, generator: torch.Generator, frames: int, device) -> torch.Tensor:
     """A batch of `frames`-long clips of random worlds from random starts, video [B, 3, T, H, W]."""
-    from ..data import World, sample_world_spec
+    from ..data import World
 
     clips = []
     for _ in range(config.batch_size):
-        seed = int(torch.randint(10**9, (1,), generator=generator))
-        start = int(torch.randint(20000, (1,), generator=generator))
-        clips.append(frames_to_video(World(sample_world_spec(seed, config.size, config.size)).render(start, frames)))
+        _, spec, start = random_world(config, generator)
+        clips.append(frames_to_video(World(spec).render(start, frames)))
     return torch.stack(clips).to(device)
 
 
@@ -383,7 +392,7 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
     tell them apart (a teacher trained without them ignored direction; benchmarks/RESULTS.md).
     Built once, by the main process.
     """
-    from ..data import World, caption, sample_world_spec
+    from ..data import World, caption
     from ..text import MiniLMTextEncoder
 
     if not accelerator.is_main_process:
@@ -396,9 +405,7 @@ def build_data(config: TrainConfig, accelerator: Accelerator):
     latents, captions = [], []
     with torch.no_grad():
         for i in range(config.clips):
-            seed = int(torch.randint(10**9, (1,), generator=generator))
-            spec = sample_world_spec(seed, config.size, config.size)
-            start = int(torch.randint(20000, (1,), generator=generator))
+            seed, spec, start = random_world(config, generator)
             video = frames_to_video(World(spec).render(start, frames))
             views = [(video, spec)]
             if config.mirror:
@@ -538,7 +545,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         # 1.9x slower (35.6 vs 18.7 s at batch 4, rollouts of up to 4 chunks, 5 fake updates, one
         # thread beside other jobs)
         with torch.no_grad(), autocast(config, accelerator):
-            video = rollout(text, step).float()
+            video = rollout(text, step)
         for _ in range(config.fake_updates):
             sigma = sample_sigmas(video.shape[0], generator).to(video)
             noise = torch.randn(video.shape, generator=generator).to(video)
@@ -549,13 +556,13 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
             losses["fake"] = fake_loss
         # student: DMD through the chunks that carry gradients, horizon weighted
         with autocast(config, accelerator):
-            video = rollout(text, step).float()
+            video = rollout(text, step)
         sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98).to(video)
         noise = torch.randn(video.shape, generator=generator).to(video)
         with torch.no_grad(), autocast(config, accelerator):
             x_t = noised(video, noise, sigma)
-            real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance).float()
-            fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0).float()
+            real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance)
+            fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0)
         loss = dmd_loss(video, real_x0, fake_x0, weights)
         optimise(accelerator, student_opt, loss, rollout)
         losses["dmd"] = loss
