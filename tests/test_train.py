@@ -252,3 +252,16 @@ def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path):
     train(TrainConfig(stage="decoder", out=str(decoder), init=str(vae), size=16, batch_size=2, steps=5, lr=1e-3,
                       log_every=1))
     assert json.loads((decoder / "log.jsonl").read_text().splitlines()[-1])["step"] == 5
+
+
+def test_card_reports_the_checkpoint_step_not_steps_logged_after_it(tmp_path):
+    from adastate.train.card import stage_lines
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_config.json").write_text(json.dumps({"stage": "teacher", "out": str(run), "steps": 3000}))
+    (run / "progress.json").write_text(json.dumps({"step": 1500}))
+    log = [{"step": s, "seconds": s / 10, "loss": 1 / s} for s in (1475, 1500, 1525)]  # stopped at 1525, saved at 1500
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log))
+    [line] = stage_lines([run])
+    assert "— 1500 steps" in line and "loss 0.0006667" in line and "1525" not in line

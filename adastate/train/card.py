@@ -77,15 +77,18 @@ def copy_weights(out: Path, folders: dict):
 
 
 def stage_lines(chain: list[Path]) -> list[str]:
-    """One line per stage: its exact command, how far it got, its wall-clock and last losses."""
+    """One line per stage: its exact command, the step of the checkpoint its weights come from, its
+    wall-clock and the losses last logged up to that step (a stopped run may have logged a few steps
+    past its last checkpoint; those steps are not in the weights)."""
     lines = []
     for folder in chain:
         config, log = json.loads((folder / "train_config.json").read_text()), read_log(folder)
-        last = log[-1] if log else {}
-        trained = [record for record in log if {"loss", "dmd"} & set(record)]
+        progress = folder / "progress.json"
+        step = json.loads(progress.read_text())["step"] if progress.exists() else (log[-1]["step"] if log else "?")
+        trained = [record for record in log if {"loss", "dmd"} & set(record) and record["step"] <= step]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in (trained[-1] if trained else {}).items()
                            if k in ("loss", "l1", "psnr", "dmd", "fake"))
-        lines.append(f"- **{config['stage']}**: `{command_of(config)}` — {last.get('step', '?')} steps, "
+        lines.append(f"- **{config['stage']}**: `{command_of(config)}` — {step} steps, "
                      f"{wall_clock(log) / 60:.1f} min wall-clock on 2 CPU cores" + (f"; last logged {losses}" if losses else ""))
     return lines
 
