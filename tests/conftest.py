@@ -11,6 +11,9 @@ from adastate.backends import Backend  # noqa: E402
 from adastate.model import CausalWanTransformer  # noqa: E402
 from adastate.vae import TinyVideoVAE  # noqa: E402
 
+# Video frames per chunk of the embedded model in assets/: 3 latent frames × the VAE's temporal factor 2.
+SHIPPED_CHUNK_FRAMES = 6
+
 # Small enough for exact tests in milliseconds, large enough to exercise every part of a block:
 # head_dim 24 splits into 8 frame / 8 height / 8 width rotary channels.
 TEST_CONFIG = dict(

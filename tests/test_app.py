@@ -15,6 +15,7 @@ from PIL import Image
 
 from adastate.scene import read_scene
 from adastate.video import read_video
+from conftest import SHIPPED_CHUNK_FRAMES
 
 PROMPT = "a slow pan to the right across snowy hills with pine trees"
 
@@ -36,14 +37,14 @@ def test_generate_streams_updates_as_chunks_arrive(url):
     assert len(updates) >= 3  # one per chunk, then the finished video
     assert updates[0][-1] is None and all(u[0] for u in updates[:3])  # a video segment per chunk
     assert "chunk 1 / 3" in updates[0][4] and "done" in updates[-1][4]
-    assert final_video(updates[-1]).shape == (36, 64, 64, 3)
+    assert final_video(updates[-1]).shape == (3 * SHIPPED_CHUNK_FRAMES, 64, 64, 3)
 
 
 def test_compare_returns_both_videos(url):
     outputs = Client(url, verbose=False).predict(PROMPT, 1, 2, 4, 1, api_name="/compare")
     assert len(outputs) == 16  # the 11 outputs /compare always had, then filmstrips, curves and verdict
     adaptive, static = read_video(outputs[9])[0], read_video(outputs[10])[0]
-    assert adaptive.shape == static.shape == (24, 64, 64, 3)
+    assert adaptive.shape == static.shape == (2 * SHIPPED_CHUNK_FRAMES, 64, 64, 3)
     assert not np.array_equal(adaptive, static)
     assert [row[0] for row in outputs[7]["data"]] == ["adaptive", "static"]
     filmstrips, revert, verdict = outputs[11:13], outputs[13], outputs[15]
@@ -71,7 +72,7 @@ def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(url, args, messa
     client = Client(url, verbose=False)
     with pytest.raises(Exception, match=re.escape(message)):
         client.predict(*args, api_name="/generate")
-    assert final_video(client.predict(PROMPT, 0, 1, "static", 4, 1, api_name="/generate")).shape[0] == 12
+    assert final_video(client.predict(PROMPT, 0, 1, "static", 4, 1, api_name="/generate")).shape[0] == SHIPPED_CHUNK_FRAMES
 
 
 def raw_call(url, api_name, data, session=None) -> str:
@@ -136,9 +137,9 @@ def test_switch_save_and_resume_through_named_endpoints(url):
     with pytest.raises(Exception, match="generate first"):
         other.predict(api_name="/save_scene")
     resumed = other.predict(handle_file(scene), "", 0, 2, False, api_name="/resume")
-    assert final_video(resumed).shape == (24, 64, 64, 3) and "chunk 2 / 2" in resumed[4]
+    assert final_video(resumed).shape == (2 * SHIPPED_CHUNK_FRAMES, 64, 64, 3) and "chunk 2 / 2" in resumed[4]
     moved = other.predict(handle_file(scene), "snowy hills at noon", 3, 1, True, api_name="/resume")
-    assert final_video(moved).shape == (12, 64, 64, 3)
+    assert final_video(moved).shape == (SHIPPED_CHUNK_FRAMES, 64, 64, 3)
 
 
 def test_endless_generation_runs_past_its_chunk_count_until_cancelled(url):
@@ -161,7 +162,7 @@ def test_save_after_a_short_run(url, anchor, chunks, window):
     client.predict(PROMPT, 5, chunks, anchor, 4, window, api_name="/generate")
     scene = client.predict(api_name="/save_scene")
     assert read_scene(scene).index == chunks
-    assert final_video(client.predict(handle_file(scene), "", 0, 1, False, api_name="/resume")).shape[0] == 12
+    assert final_video(client.predict(handle_file(scene), "", 0, 1, False, api_name="/resume")).shape[0] == SHIPPED_CHUNK_FRAMES
 
 
 def session_files(client):

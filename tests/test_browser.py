@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import SHIPPED_CHUNK_FRAMES
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (`apt-get install chromium`)")
@@ -74,7 +75,7 @@ def test_generate_static_and_compare_in_the_browser(page, tmp_path):
     first_shown = seen.index(playable[0])
     assert "done" not in seen[first_shown]["status"]  # frames were visible before generation ended
     durations = sorted({s["video"]["duration"] for s in playable})
-    assert len(durations) >= 3 and durations[-1] == pytest.approx(3.0, abs=0.1)  # it grew chunk by chunk
+    assert len(durations) >= 3 and durations[-1] == pytest.approx(4 * SHIPPED_CHUNK_FRAMES / 16, abs=0.1)  # grew chunk by chunk, 16 fps
     assert len({s["state"] for s in seen if s["state"]}) >= 3  # the state picture changed between chunks
 
     page.locator("#anchor").get_by_text("static anchor", exact=True).click()
@@ -88,8 +89,8 @@ def test_generate_static_and_compare_in_the_browser(page, tmp_path):
     page.click("#compare")
     watch(page, lambda s: "done" in s["compare"])
     final = page.evaluate(WATCH)
-    assert final["adaptive"]["duration"] == pytest.approx(2.25, abs=0.1)
-    assert final["static"]["duration"] == pytest.approx(2.25, abs=0.1)
+    assert final["adaptive"]["duration"] == pytest.approx(3 * SHIPPED_CHUNK_FRAMES / 16, abs=0.1)
+    assert final["static"]["duration"] == pytest.approx(3 * SHIPPED_CHUNK_FRAMES / 16, abs=0.1)
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     assert all((tmp_path / name).stat().st_size > 10_000 for name in ("generate-adaptive.png", "compare.png"))
 

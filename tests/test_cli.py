@@ -19,6 +19,7 @@ from adastate.cli import main
 from adastate.scene import read_scene, save_scene, snapshot
 from adastate.stream import ChunkStream, StreamSettings
 from adastate.video import read_video
+from conftest import SHIPPED_CHUNK_FRAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,7 +189,7 @@ def test_save_scene_after_a_short_run_and_resume_it(tmp_path, capsys, anchor, ch
                  "--out", str(tmp_path / "v.mp4"), "--save-scene", str(scene)]) == 0, capsys.readouterr().err
     assert read_scene(scene).index == int(chunks)
     assert main(["generate", "--resume", str(scene), "--chunks", "1", "--out", str(tmp_path / "more.mp4")]) == 0
-    assert read_video(tmp_path / "more.mp4")[0].shape[0] == 12
+    assert read_video(tmp_path / "more.mp4")[0].shape[0] == SHIPPED_CHUNK_FRAMES
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 from adastate.backends import load_backend
 from adastate.backends.tiny import shipped_checkpoint
 from adastate.stream import ChunkStream, StreamSettings
+from conftest import SHIPPED_CHUNK_FRAMES
 
 
 @pytest.mark.parametrize("anchor", ["adaptive", "static"])
@@ -17,7 +18,7 @@ def test_shipped_checkpoints_stream_three_chunks(anchor):
                                StreamSettings(anchor=anchor, chunks=3, seed=0)))
     assert [r.index for r in results] == [0, 1, 2]
     for r in results:
-        assert r.frames.shape == (12, 64, 64, 3) and r.frames.dtype == np.uint8
+        assert r.frames.shape == (SHIPPED_CHUNK_FRAMES, 64, 64, 3) and r.frames.dtype == np.uint8
         assert r.frames.std() > 5  # a picture, not a flat colour
     assert results[2].anchor_attention_share > 0
 
