@@ -69,6 +69,11 @@ SCENE_UPLOAD_MB = {"tiny": 16, "wan": 8192}
 # gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
 # this often (and always on the last update).
 PLOT_INTERVAL = 1.0
+# Gradio probes and re-muxes every streamed segment with its own ffmpeg processes (0.1-0.15 s a
+# segment on 2 cores), whatever its length: with the embedded model's 6-frame chunks, one segment
+# per chunk made the player wait at every other chunk. So after the first chunk (shown at once) a
+# segment holds at least this much video; the pictures and statistics still update every chunk.
+SEGMENT_SECONDS = 0.75
 FILMSTRIP_FRAMES = 10  # a comparison's filmstrip shows at most this many frames per mode, evenly spaced
 WAIT_POLL = 1.0  # seconds between status updates of a visitor waiting for a place
 
@@ -273,6 +278,7 @@ class Run:
         self.video = Mp4Writer(self.video_path, self.backend.fps)
         self.records = []
         self.first_frame = self.last_frame = None  # for revert, and for the pan into the next chunk
+        self.unsent = []  # frames not yet in a streamed segment
         self.filmstrip_every, self.filmstrip_frames, self.filmstrip_path = filmstrip_every, [], None
         self.lock = threading.Lock()  # a save from another request waits for the chunk in progress
 
@@ -283,14 +289,21 @@ class Run:
         return cls(backend, ChunkStream(backend, prompt, settings), folder, filmstrip_every)
 
     def step(self) -> Update:
-        """One chunk: its video segment and the two pictures of the anchor, as files of this run
-        (the app serves them from here: Gradio writes no copies of its own, which it would keep
-        after the session). The pictures stay as long as the run's video (about 2 KB a chunk)."""
+        """One chunk: the two pictures of the anchor and, when SEGMENT_SECONDS of video are ready
+        (or on the first and the last chunk), a video segment, as files of this run (the app serves
+        them from here: Gradio writes no copies of its own, which it would keep after the session).
+        The pictures stay as long as the run's video (about 2 KB a chunk)."""
         with self.lock:
             result = self.stream.next_chunk()
         name = f"{self.mode}-{result.index:05d}"
         segment, state, peek = (self.folder / f"{name}{suffix}" for suffix in (".mp4", "-state.webp", "-peek.webp"))
-        encode_mp4(result.frames, segment, self.backend.fps)
+        self.unsent.append(result.frames)
+        unsent_seconds = sum(len(frames) for frames in self.unsent) / self.backend.fps
+        if result.index == 0 or unsent_seconds >= SEGMENT_SECONDS - 1e-9 or self.stream.index >= self.stream.settings.chunks:
+            encode_mp4(np.concatenate(self.unsent), segment, self.backend.fps)
+            self.unsent = []
+        else:
+            segment = None
         Image.fromarray(state_colors(result.anchor_latent)).save(state, lossless=True)
         Image.fromarray(state_peek(self.backend.vae, result.anchor_latent)).save(peek, lossless=True)
         # Gradio has read the segment before last by now: keep the folder small in endless mode
@@ -301,7 +314,7 @@ class Run:
             self.filmstrip_frames.append(result.frames[0])
             self.filmstrip_path = self.folder / f"{self.mode}-filmstrip-{len(self.filmstrip_frames):02d}.webp"
             Image.fromarray(filmstrip(self.filmstrip_frames)).save(self.filmstrip_path, lossless=True)
-        return Update(str(segment), str(state), str(peek), list(self.records), mode=self.mode,
+        return Update(segment and str(segment), str(state), str(peek), list(self.records), mode=self.mode,
                       filmstrip=self.filmstrip_path and str(self.filmstrip_path))
 
     def measures(self, frames: np.ndarray) -> dict:
@@ -619,9 +632,9 @@ class Visitors:
                 if running.stop_reason:
                     yield {}, running.stop_reason
                     return
-                ahead = scheduler.places.ahead_of(ticket)
-                yield {}, (f"waiting for a free place: {ahead} visitor{'s' if ahead != 1 else ''} ahead of you"
-                           if ahead else "waiting for a free place: you are next")
+                before = scheduler.places.ahead_of(ticket)
+                yield {}, (f"waiting for a free place: {before} visitor{'s' if before != 1 else ''} ahead of you"
+                           if before else "waiting for a free place: you are next")
             admitted = True
             started = time.perf_counter()
             runs = start(folder)

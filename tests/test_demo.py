@@ -72,6 +72,23 @@ def test_generate_streams_chunks_then_the_finished_video(test_backend):
     assert not any(Path(p).exists() for p in [updates[0][0].segment, updates[-1][0].video])
 
 
+def test_segments_after_the_first_chunk_hold_at_least_segment_seconds(test_backend, monkeypatch):
+    """Gradio's cost is per segment: short chunks are streamed two or more at a time, the first at
+    once; every chunk still updates the pictures, and the segments add up to the finished video."""
+    monkeypatch.setattr(demo, "SEGMENT_SECONDS", 2 * 3 * test_backend.frames_per_latent / test_backend.fps)
+    streamed, states = [], set()
+    for update, _ in generate_updates(FixedBackends(test_backend), "hills", 0, 6, "adaptive"):
+        states.add(Path(update.state).read_bytes() if update.video is None else None)
+        if update.segment:
+            streamed.append(read_video(update.segment)[0])
+        elif update.video:
+            finished = read_video(update.video)[0]
+    chunk = 3 * test_backend.frames_per_latent
+    assert [len(frames) for frames in streamed] == [chunk, 2 * chunk, 2 * chunk, chunk]  # 0 | 1 2 | 3 4 | 5 (last)
+    assert len(states - {None}) == 6
+    assert np.abs(np.concatenate(streamed).astype(int) - finished.astype(int)).mean() < 3  # same frames, re-encoded
+
+
 def test_cancelled_generation_closes_and_cleans_up(test_backend, tmp_path):
     updates = generate_updates(FixedBackends(test_backend), "hills", 0, 50, "static")
     first, _ = next(updates)
@@ -295,6 +312,21 @@ def test_an_endless_run_makes_room_for_a_waiting_visitor(test_backend, tmp_path,
     assert "chunk 2 / endless" in next(endless[1])[1]  # one place was needed: the other runs on
     assert "done" in list(newcomer)[-1][1]
     endless[1].close()
+
+
+def test_a_comparison_that_waited_for_its_place_still_computes_ahead(test_backend, tmp_path, monkeypatch):
+    """Regression: the waiting loop's count of visitors ahead overwrote the `ahead` flag."""
+    monkeypatch.setattr(demo, "WAIT_POLL", 0.01)
+    spied = []
+    monkeypatch.setattr(demo, "computed_ahead", lambda items: spied.append(1) or computed_ahead(items))
+    visitors = Visitors(tmp_path, Scheduler(places=1, slots=1, max_waiting=1))
+    backends = FixedBackends(test_backend)
+    holder = generate_updates(backends, "hills", 0, 1, "static", 4, 1, True, visitors, "a")
+    next(holder)
+    comparison = compare_updates(backends, "dunes", 0, 2, visitors=visitors, key="b")
+    assert next(comparison)[1] == "waiting for a free place: you are next"
+    holder.close()
+    assert "done" in list(comparison)[-1][1] and spied == [1]
 
 
 def test_endless_mode_streams_until_cancelled(test_backend):
