@@ -613,7 +613,7 @@ class Visitors:
         run: yield ({mode: Update}, status) per chunk — ({}, status) while waiting for a place — and
         a last pair whose updates carry the finished videos. `endless`: the run gives way to a
         waiting visitor. `ahead`: compute each chunk while the previous one is being shown
-        (`computed_ahead`; not for a stream that a prompt switch steers: it would follow one chunk late)."""
+        (`computed_ahead`; a prompt switch then applies from the chunk after the one in progress)."""
         scheduler = self.scheduler
         ticket = scheduler.enter()  # a refusal changes nothing
         admitted = made_room = False
@@ -716,11 +716,12 @@ class Visitors:
                              "continue-scene stream")
         if running.run is None:
             raise ValueError("your stream has not started yet (it is waiting for a free place): switch once it runs")
-        stream = running.run.stream
-        stream.switch_prompt(prompt, recache)
+        with running.run.lock:  # the chunk in progress (computed ahead of the one shown) keeps its prompt
+            running.run.stream.switch_prompt(prompt, recache)
+            first = running.run.stream.index + 1
         with self.lock:
             visit.last_seen = self.clock()
-        return (f"switching to “{as_markdown_text(prompt)}” from chunk {stream.index + 1} on"
+        return (f"switching to “{as_markdown_text(prompt)}” from chunk {first} on"
                 + (" (window re-cached)" if recache else ""))
 
     def save(self, key) -> str:
@@ -779,7 +780,7 @@ def generate_updates(backends: Backends, prompt, seed, chunks, anchor, steps=4, 
     if endless:
         settings = replace(settings, chunks=ENDLESS_CHUNKS)
     yield from one_mode((visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings, folder)], endless))
+        key, lambda folder: [Run.new(backends, prompt, settings, folder)], endless, ahead=True))
 
 
 def resume_updates(backends: Backends, scene_file, prompt, seed, chunks, state_only=False,

@@ -192,12 +192,16 @@ def test_switch_and_save_reach_the_sessions_own_stream(test_backend, visitors):
         visitors.save("visitor")
     updates = generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive", visitors=visitors, key="visitor")
     next(updates)
-    assert "from chunk 2 on" in visitors.switch("visitor", "desert dunes at dusk", True)
+    # chunk 2 is computed while chunk 1 is shown: the switch applies from chunk 2 or, if chunk 2 has
+    # started, from chunk 3 — and says which
+    said = visitors.switch("visitor", "desert dunes at dusk", True)
+    first = int(re.search(r"from chunk (\d) on", said).group(1))
+    assert first in (2, 3)
     with pytest.raises(ValueError, match="generate first"):
         visitors.save("someone else")
     rest = list(updates)
     records = rest[-1][0].records
-    assert [r["prompt"] for r in records] == ["hills"] + ["desert dunes at dusk"] * 3
+    assert [r["prompt"] for r in records] == ["hills"] * (first - 1) + ["desert dunes at dusk"] * (5 - first)
     assert "prompt: “desert dunes at dusk”" in rest[-1][1]
 
     with pytest.raises(ValueError, match="nothing is streaming in this session"):  # the stream has ended
@@ -276,7 +280,8 @@ def test_a_visitor_runs_one_stream_at_a_time(test_backend, visitors):
     newer = generate_updates(backends, "dunes", 0, 3, "adaptive", visitors=visitors, key="v")
     next(newer)
     last, status = list(older)[-1]
-    assert "stopped: a newer run started in this session" in status and len(last.records) == 1
+    # it stops after the chunk in progress: the one shown, or the one computed ahead of it
+    assert "stopped: a newer run started in this session" in status and len(last.records) in (1, 2)
     assert last.video is not None  # what it made before it stopped plays
     assert [u.records[-1]["prompt"] for u, _ in newer][-1] == "dunes"
     assert visitors.scheduler.places.free == demo.MAX_STREAMS
@@ -326,7 +331,8 @@ def test_a_comparison_that_waited_for_its_place_still_computes_ahead(test_backen
     comparison = compare_updates(backends, "dunes", 0, 2, visitors=visitors, key="b")
     assert next(comparison)[1] == "waiting for a free place: you are next"
     holder.close()
-    assert "done" in list(comparison)[-1][1] and spied == [1]
+    before = len(spied)
+    assert "done" in list(comparison)[-1][1] and len(spied) == before + 1
 
 
 def test_endless_mode_streams_until_cancelled(test_backend):
@@ -385,9 +391,9 @@ def test_prompts_show_literally_in_the_status(test_backend, visitors):
     """A prompt (typed, or from a stranger's scene file) must not become HTML or links in the status."""
     prompt = "<img src=x onerror=alert(1)> [a](http://x) *b*"
     shown = r"&lt;img src=x onerror=alert\(1\)&gt; \[a\]\(http://x\) \*b\*"
-    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 2, "adaptive", visitors=visitors, key="v")
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 4, "adaptive", visitors=visitors, key="v")
     next(updates)
-    assert shown in visitors.switch("v", prompt, False)
+    assert shown in visitors.switch("v", prompt, False)  # from chunk 2 or 3 (computed ahead), of 4
     assert f"prompt: “{shown}”" in list(updates)[-1][1]
 
 
