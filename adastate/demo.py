@@ -717,8 +717,12 @@ class Visitors:
         if running.run is None:
             raise ValueError("your stream has not started yet (it is waiting for a free place): switch once it runs")
         with running.run.lock:  # the chunk in progress (computed ahead of the one shown) keeps its prompt
-            running.run.stream.switch_prompt(prompt, recache)
-            first = running.run.stream.index + 1
+            stream = running.run.stream
+            if stream.index >= stream.settings.chunks:
+                raise ValueError(f"all {stream.settings.chunks} chunks of this run are computed (the player is "
+                                 "still showing them): nothing left to switch — save the scene and continue it")
+            stream.switch_prompt(prompt, recache)
+            first = stream.index + 1
         with self.lock:
             visit.last_seen = self.clock()
         return (f"switching to “{as_markdown_text(prompt)}” from chunk {first} on"

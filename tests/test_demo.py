@@ -387,6 +387,14 @@ def test_uploads_belong_to_the_visitor_and_a_rejected_one_leaves_nothing(test_ba
     assert not Path(good[1]["path"]).exists()
 
 
+def test_a_switch_after_the_last_chunk_is_computed_says_so(test_backend, visitors):
+    updates = generate_updates(FixedBackends(test_backend), "hills", 0, 1, "adaptive", visitors=visitors, key="v")
+    next(updates)  # the only chunk is computed (and shown)
+    with pytest.raises(ValueError, match="all 1 chunks of this run are computed"):
+        visitors.switch("v", "dunes", False)
+    assert "done" in list(updates)[-1][1]
+
+
 def test_prompts_show_literally_in_the_status(test_backend, visitors):
     """A prompt (typed, or from a stranger's scene file) must not become HTML or links in the status."""
     prompt = "<img src=x onerror=alert(1)> [a](http://x) *b*"

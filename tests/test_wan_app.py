@@ -137,15 +137,15 @@ def test_switch_save_and_resume(wan_app, tmp_path):
     from gradio_client import handle_file
 
     visitor = client(wan_app)
-    updates = iter(visitor.submit(PROMPT, 2, 3, "adaptive", 2, 1, False, api_name="/generate"))
-    next(updates)  # the first chunk is out: the stream is live
+    updates = iter(visitor.submit(PROMPT, 2, 8, "adaptive", 2, 1, False, api_name="/generate"))
+    next(updates)  # the first chunk is out: the stream is live (and computes ahead of what is shown)
     assert "switching to “a red car in the city at night”" in visitor.predict(
         "a red car in the city at night", True, api_name="/switch_prompt")
     last = list(updates)[-1]
     assert "prompt: “a red car in the city at night”" in last[4] and "done" in last[4]
 
     scene = visitor.predict(api_name="/save_scene")
-    assert Path(scene["path"]).name == "scene-adaptive-chunk00003.safetensors"
+    assert Path(scene["path"]).name == "scene-adaptive-chunk00008.safetensors"
     saved = tmp_path / "scene.safetensors"  # downloaded, and uploaded again as a visitor would
     saved.write_bytes(fetch(scene))
     resumed = visitor.predict(handle_file(str(saved)), "", 0, 2, False, api_name="/resume")
