@@ -3,7 +3,9 @@
 import argparse
 import json
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .backends import BACKENDS, DEVICE_ENV
@@ -11,6 +13,20 @@ from .sampling import DEFAULT_STEPS
 from .stream import ANCHOR_MODES, MAX_CHUNKS, RECACHE_ON_SWITCH
 
 DEVICE_HELP = f"cpu or cuda (default: ${DEVICE_ENV}, else cpu for tiny and cuda for wan)"
+
+
+@contextmanager
+def interrupt_after():
+    """Ctrl-C during the block takes effect when the block ends, so a chunk goes into the video and
+    the statistics whole, or not at all (an interrupt mid-write left frames no record counted)."""
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def write_json(path, data):
@@ -97,8 +113,9 @@ def generate(args) -> int:
     try:
         with Mp4Writer(out, backend.fps) as video:
             for result in chunks:
-                video.write(result.frames)
-                records.append(result.record())
+                with interrupt_after():
+                    video.write(result.frames)
+                    records.append(result.record())
                 bar.update()
     except KeyboardInterrupt:
         interrupted = True  # the writer has closed the file; what was written plays
