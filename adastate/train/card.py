@@ -25,6 +25,12 @@ def read_log(folder: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def checkpoint_step(folder: Path) -> int | None:
+    """The step of the checkpoint a run's weights come from (None: a run that keeps no checkpoints)."""
+    progress = folder / "progress.json"
+    return json.loads(progress.read_text())["step"] if progress.exists() else None
+
+
 def wall_clock(log: list[dict]) -> float:
     """Seconds spent, summed over the segments of a resumed run (its clock restarts at each resume)."""
     total, last = 0.0, 0.0
@@ -83,8 +89,9 @@ def stage_lines(chain: list[Path]) -> list[str]:
     lines = []
     for folder in chain:
         config, log = json.loads((folder / "train_config.json").read_text()), read_log(folder)
-        progress = folder / "progress.json"
-        step = json.loads(progress.read_text())["step"] if progress.exists() else (log[-1]["step"] if log else "?")
+        step = checkpoint_step(folder)
+        if step is None:
+            step = log[-1]["step"] if log else "?"
         trained = [record for record in log if {"loss", "dmd"} & set(record) and record["step"] <= step]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in (trained[-1] if trained else {}).items()
                            if k in ("loss", "l1", "psnr", "dmd", "fake"))
@@ -102,8 +109,10 @@ def snapshot(model_run, vae_run, out):
     out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
     model_config, vae_config = (json.loads((run / "train_config.json").read_text()) for run in (model_run, vae_run))
     stage, vae_stage = model_config["stage"], vae_config["stage"]  # vae_stage: vae, or its decoder fine-tune
-    checkpoint = json.loads((model_run / "progress.json").read_text())["step"]
-    finished = checkpoint >= model_config["steps"]
+    def how_far(run: Path, config: dict) -> str:
+        step = checkpoint_step(run)
+        return "finished" if step is None or step >= config["steps"] else f"its checkpoint of step {step} of {config['steps']}"
+
     for run, name, model in ((model_run, stage, "transformer"), (vae_run, vae_stage, "vae")):
         copy_weights(out / name, {model: run / model})
         for record in ("train_config.json", "log.jsonl"):
@@ -111,11 +120,11 @@ def snapshot(model_run, vae_run, out):
     chain = provenance(model_run, vae_run)
     plot_losses(chain, out / "loss_curves.png")
     lines = ["# AdaState embedded model — training campaign in progress", "",
-             f"Weights only, copied from the campaign's runs when work stopped: `{vae_stage}/` (finished) and `{stage}/` "
-             f"(its checkpoint of step {checkpoint}{', the last: finished' if finished else ''}; the folder later "
+             f"Weights only, copied from the campaign's runs when work stopped: `{vae_stage}/` "
+             f"({how_far(vae_run, vae_config)}) and `{stage}/` ({how_far(model_run, model_config)}; the folder later "
              "stages load with `--init` / `--teacher`). "
-             "Not shipped models: the "
-             "demo keeps running `assets/tiny-*` until students trained on this VAE beat them.", "",
+             "For continuing the campaign on a new machine: what the demo runs is `assets/tiny-*`, "
+             "replaced only by students that beat it on the evaluation.", "",
              "## How far each stage got", "", *stage_lines(chain), "",
              "Each command resumes its run from the last checkpoint in its `--out` folder. If that folder is "
              f"gone (a new machine), the same command with a new `--out` and `--init {out / stage}` starts "
