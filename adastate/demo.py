@@ -299,7 +299,8 @@ class Run:
         segment, state, peek = (self.folder / f"{name}{suffix}" for suffix in (".mp4", "-state.webp", "-peek.webp"))
         self.unsent.append(result.frames)
         unsent_seconds = sum(len(frames) for frames in self.unsent) / self.backend.fps
-        if result.index == 0 or unsent_seconds >= SEGMENT_SECONDS - 1e-9 or self.stream.index >= self.stream.settings.chunks:
+        first, last = not self.records, self.stream.index >= self.stream.settings.chunks  # of this run
+        if first or last or unsent_seconds >= SEGMENT_SECONDS - 1e-9:
             encode_mp4(np.concatenate(self.unsent), segment, self.backend.fps)
             self.unsent = []
         else:
@@ -608,12 +609,12 @@ class Visitors:
 
     # streams
 
-    def stream(self, key, start, endless: bool = False, ahead: bool = False):
+    def stream(self, key, start, endless: bool = False):
         """Run the streams `start(folder)` returns (one mode, or both in step) as `key`'s visitor's
         run: yield ({mode: Update}, status) per chunk — ({}, status) while waiting for a place — and
         a last pair whose updates carry the finished videos. `endless`: the run gives way to a
-        waiting visitor. `ahead`: compute each chunk while the previous one is being shown
-        (`computed_ahead`; a prompt switch then applies from the chunk after the one in progress)."""
+        waiting visitor. Each chunk is computed while the previous one is being shown
+        (`computed_ahead`), so a prompt switch applies from the chunk after the one in progress."""
         scheduler = self.scheduler
         ticket = scheduler.enter()  # a refusal changes nothing
         admitted = made_room = False
@@ -658,7 +659,7 @@ class Visitors:
                         updates = {run.mode: replace(run.step(), replot=replot) for run in runs}
                     yield updates
 
-            for updates in computed_ahead(chunks()) if ahead else chunks():
+            for updates in computed_ahead(chunks()):
                 yield updates, status_line(updates[lead.mode].records, total, started, lead.backend.notice)
             if updates is None:  # stopped before its first chunk
                 yield {}, ending
@@ -784,7 +785,7 @@ def generate_updates(backends: Backends, prompt, seed, chunks, anchor, steps=4, 
     if endless:
         settings = replace(settings, chunks=ENDLESS_CHUNKS)
     yield from one_mode((visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings, folder)], endless, ahead=True))
+        key, lambda folder: [Run.new(backends, prompt, settings, folder)], endless))
 
 
 def resume_updates(backends: Backends, scene_file, prompt, seed, chunks, state_only=False,
@@ -820,8 +821,7 @@ def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1,
     settings = {mode: settings_from_inputs(seed, chunks, mode, steps, window) for mode in ANCHOR_MODES}
     every = math.ceil(settings["adaptive"].chunks / FILMSTRIP_FRAMES)
     yield from (visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder, every) for mode in ANCHOR_MODES],
-        ahead=True)
+        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder, every) for mode in ANCHOR_MODES])
 
 
 def plots_of(updates: dict):

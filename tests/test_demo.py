@@ -89,6 +89,18 @@ def test_segments_after_the_first_chunk_hold_at_least_segment_seconds(test_backe
     assert np.abs(np.concatenate(streamed).astype(int) - finished.astype(int)).mean() < 3  # same frames, re-encoded
 
 
+def test_a_continued_scene_shows_its_first_chunk_at_once(test_backend, visitors, monkeypatch):
+    """The first chunk of every run is its own segment, also when the run continues a scene (its
+    chunk index does not start at 0)."""
+    monkeypatch.setattr(demo, "SEGMENT_SECONDS", 2 * 3 * test_backend.frames_per_latent / test_backend.fps)
+    backends = FixedBackends(test_backend)
+    list(generate_updates(backends, "hills", 0, 2, "adaptive", visitors=visitors, key="v"))
+    continued = resume_updates(backends, visitors.save("v"), "", 0, 3, False, visitors, "v")
+    first, _ = next(continued)
+    assert first.records[-1]["index"] == 2 and first.segment is not None
+    list(continued)
+
+
 def test_cancelled_generation_closes_and_cleans_up(test_backend, tmp_path):
     updates = generate_updates(FixedBackends(test_backend), "hills", 0, 50, "static")
     first, _ = next(updates)

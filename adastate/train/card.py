@@ -31,6 +31,11 @@ def checkpoint_step(folder: Path) -> int | None:
     return json.loads(progress.read_text())["step"] if progress.exists() else None
 
 
+def how_far(run: Path, config: dict) -> str:
+    step = checkpoint_step(run)
+    return "finished" if step is None or step >= config["steps"] else f"its checkpoint of step {step} of {config['steps']}"
+
+
 def wall_clock(log: list[dict]) -> float:
     """Seconds spent, summed over the segments of a resumed run (its clock restarts at each resume)."""
     total, last = 0.0, 0.0
@@ -109,10 +114,6 @@ def snapshot(model_run, vae_run, out):
     out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
     model_config, vae_config = (json.loads((run / "train_config.json").read_text()) for run in (model_run, vae_run))
     stage, vae_stage = model_config["stage"], vae_config["stage"]  # vae_stage: vae, or its decoder fine-tune
-    def how_far(run: Path, config: dict) -> str:
-        step = checkpoint_step(run)
-        return "finished" if step is None or step >= config["steps"] else f"its checkpoint of step {step} of {config['steps']}"
-
     for run, name, model in ((model_run, stage, "transformer"), (vae_run, vae_stage, "vae")):
         copy_weights(out / name, {model: run / model})
         for record in ("train_config.json", "log.jsonl"):
