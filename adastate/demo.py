@@ -74,6 +74,14 @@ PLOT_INTERVAL = 1.0
 # per chunk made the player wait at every other chunk. So after the first chunk (shown at once) a
 # segment holds at least this much video; the pictures and statistics still update every chunk.
 SEGMENT_SECONDS = 0.75
+# A comparison computes two streams and Gradio re-muxes two players' segments: on 2 cores that is
+# slower than playback (benchmarks/RESULTS.md, "Does the player stall?"), and players that start at
+# once run dry again and again. So a comparison's players start only when, at the pace measured so
+# far, the rest of the run will arrive before they reach it (`PlaybackStart`) — or once this much
+# video is held, so that an endless or very slow run still starts.
+MAX_BUFFER_SECONDS = float(os.environ.get("ADASTATE_MAX_BUFFER_SECONDS", "20"))
+DELIVERY_SECONDS = 0.3  # a segment's way from the model to the screen: re-mux, network, decoding
+PACE_MARGIN = 1.25  # held video is not re-muxed or decoded: the pace measured while holding is faster
 FILMSTRIP_FRAMES = 10  # a comparison's filmstrip shows at most this many frames per mode, evenly spaced
 WAIT_POLL = 1.0  # seconds between status updates of a visitor waiting for a place
 
@@ -214,6 +222,7 @@ class Update:
     mode: str = "adaptive"
     replot: bool = True                 # the plots are due for a redraw
     filmstrip: str | None = None        # picture: one frame every few chunks side by side (comparisons)
+    held_seconds: float = 0.0           # video held back until playback can start without stalling
 
 
 class Throttle:
@@ -228,6 +237,40 @@ class Throttle:
             return False
         self.last = now
         return True
+
+
+class PlaybackStart:
+    """When the players of a run may start without running dry later, shared by the runs that start
+    together (a comparison's two). After each chunk the runs have done, `ready(done, chunk_seconds)`
+    says whether to start now: true once every chunk still to come is predicted to be streamed
+    before the players reach it, at the pace of the last `recent` chunks (a chunk waits for its
+    segment to fill, about one chunk more, and for delivery); true from then on."""
+
+    def __init__(self, chunks: int, most_seconds: float = MAX_BUFFER_SECONDS, recent: int = 8,
+                 clock=time.perf_counter):
+        self.chunks, self.most_seconds, self.clock = chunks, most_seconds, clock
+        self.done_at, self.done = deque(maxlen=recent + 1), 0
+        self.started = False
+
+    def pace(self) -> float | None:
+        """Seconds per chunk, lately (None: fewer than two chunks done)."""
+        if len(self.done_at) < 2:
+            return None
+        return PACE_MARGIN * (self.done_at[-1] - self.done_at[0]) / (len(self.done_at) - 1)
+
+    def ready(self, done: int, chunk_seconds: float) -> bool:
+        if not self.started and done > self.done:  # the first of the runs to report this chunk
+            self.done = done
+            self.done_at.append(self.clock())
+            pace, left = self.pace(), self.chunks - done
+            if left <= 0 or done * chunk_seconds >= self.most_seconds:
+                self.started = True
+            elif pace is not None:
+                # chunk j (done <= j < chunks) is on screen at (j - done + 2) * pace + delivery from
+                # now and played from j * chunk_seconds on: linear in j, so the ends decide
+                late = [(j - done + 2) * pace + DELIVERY_SECONDS - j * chunk_seconds for j in (done, self.chunks - 1)]
+                self.started = max(late) <= 0
+        return self.started
 
 
 def computed_ahead(items):
@@ -270,28 +313,30 @@ class Run:
     """One anchor mode's stream in a visitor's run, its per-chunk files and statistics.
     `filmstrip_every`: also keep the first frame of every that many chunks, as a filmstrip."""
 
-    def __init__(self, backend, stream: ChunkStream, folder: Path, filmstrip_every: int | None = None):
-        self.backend, self.stream = backend, stream
+    def __init__(self, backend, stream: ChunkStream, folder: Path, filmstrip_every: int | None = None,
+                 playback: PlaybackStart | None = None):
+        self.backend, self.stream, self.playback = backend, stream, playback
         self.folder, self.mode = folder, stream.settings.anchor
         folder.mkdir(parents=True, exist_ok=True)
         self.video_path = folder / f"{self.mode}.mp4"
         self.video = Mp4Writer(self.video_path, self.backend.fps)
         self.records = []
         self.first_frame = self.last_frame = None  # for revert, and for the pan into the next chunk
-        self.unsent = []  # frames not yet in a streamed segment
+        self.unsent, self.streamed = [], False  # frames not yet in a streamed segment; any streamed yet
         self.filmstrip_every, self.filmstrip_frames, self.filmstrip_path = filmstrip_every, [], None
         self.lock = threading.Lock()  # a save from another request waits for the chunk in progress
 
     @classmethod
     def new(cls, backends: Backends, prompt: str, settings: StreamSettings, folder: Path,
-            filmstrip_every: int | None = None) -> "Run":
+            filmstrip_every: int | None = None, playback: PlaybackStart | None = None) -> "Run":
         backend = backends.get(settings.anchor)
-        return cls(backend, ChunkStream(backend, prompt, settings), folder, filmstrip_every)
+        return cls(backend, ChunkStream(backend, prompt, settings), folder, filmstrip_every, playback)
 
     def step(self) -> Update:
         """One chunk: the two pictures of the anchor and, when SEGMENT_SECONDS of video are ready
-        (or on the first and the last chunk), a video segment, as files of this run (the app serves
+        (or on the run's first and last chunk), a video segment, as files of this run (the app serves
         them from here: Gradio writes no copies of its own, which it would keep after the session).
+        With a `playback` start, video is held back until it says the players may start.
         The pictures stay as long as the run's video (about 2 KB a chunk)."""
         with self.lock:
             result = self.stream.next_chunk()
@@ -299,10 +344,12 @@ class Run:
         segment, state, peek = (self.folder / f"{name}{suffix}" for suffix in (".mp4", "-state.webp", "-peek.webp"))
         self.unsent.append(result.frames)
         unsent_seconds = sum(len(frames) for frames in self.unsent) / self.backend.fps
-        first, last = not self.records, self.stream.index >= self.stream.settings.chunks  # of this run
-        if first or last or unsent_seconds >= SEGMENT_SECONDS - 1e-9:
+        last = self.stream.index >= self.stream.settings.chunks  # of this run
+        chunk_seconds = len(result.frames) / self.backend.fps
+        ready = self.playback is None or self.playback.ready(len(self.records) + 1, chunk_seconds)
+        if ready and (not self.streamed or last or unsent_seconds >= SEGMENT_SECONDS - 1e-9):
             encode_mp4(np.concatenate(self.unsent), segment, self.backend.fps)
-            self.unsent = []
+            self.unsent, self.streamed = [], True
         else:
             segment = None
         Image.fromarray(state_colors(result.anchor_latent)).save(state, lossless=True)
@@ -316,7 +363,8 @@ class Run:
             self.filmstrip_path = self.folder / f"{self.mode}-filmstrip-{len(self.filmstrip_frames):02d}.webp"
             Image.fromarray(filmstrip(self.filmstrip_frames)).save(self.filmstrip_path, lossless=True)
         return Update(segment and str(segment), str(state), str(peek), list(self.records), mode=self.mode,
-                      filmstrip=self.filmstrip_path and str(self.filmstrip_path))
+                      filmstrip=self.filmstrip_path and str(self.filmstrip_path),
+                      held_seconds=0.0 if self.streamed else unsent_seconds)
 
     def measures(self, frames: np.ndarray) -> dict:
         """A chunk's motion, its likeness to the run's first frame ("revert") and its pan speed:
@@ -660,7 +708,8 @@ class Visitors:
                     yield updates
 
             for updates in computed_ahead(chunks()):
-                yield updates, status_line(updates[lead.mode].records, total, started, lead.backend.notice)
+                yield updates, status_line(updates[lead.mode].records, total, started, lead.backend.notice,
+                                           updates[lead.mode].held_seconds)
             if updates is None:  # stopped before its first chunk
                 yield {}, ending
                 return
@@ -758,10 +807,12 @@ class Visitors:
         return str(path)
 
 
-def status_line(records: list, total, started: float, notice: str | None) -> str:
+def status_line(records: list, total, started: float, notice: str | None, held_seconds: float = 0.0) -> str:
     done = len(records)
     frames = sum(r["frames"] for r in records)
     text = f"chunk {done} / {total} · {frames / max(time.perf_counter() - started, 1e-9):.1f} frames generated per second"
+    if held_seconds:
+        text += f" · buffering ({held_seconds:.1f} s of video): playback starts when it can run to the end without stopping"
     if records and any(r["prompt"] != records[0]["prompt"] for r in records):
         text += f" · prompt: “{as_markdown_text(records[-1]['prompt'])}”"
     return text + (f" · note: {notice}" if notice else "")
@@ -820,8 +871,12 @@ def compare_updates(backends: Backends, prompt, seed, chunks, steps=4, window=1,
     prompt = prompt_text(prompt)
     settings = {mode: settings_from_inputs(seed, chunks, mode, steps, window) for mode in ANCHOR_MODES}
     every = math.ceil(settings["adaptive"].chunks / FILMSTRIP_FRAMES)
-    yield from (visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings[mode], folder, every) for mode in ANCHOR_MODES])
+
+    def start(folder):
+        playback = PlaybackStart(settings["adaptive"].chunks)  # the two players start together
+        return [Run.new(backends, prompt, settings[mode], folder, every, playback) for mode in ANCHOR_MODES]
+
+    yield from (visitors or Visitors()).stream(key, start)
 
 
 def plots_of(updates: dict):

@@ -166,11 +166,72 @@ def test_computed_ahead_hands_errors_over_and_stops_with_its_consumer():
 
 def test_a_cancelled_comparison_cleans_up(test_backend):
     updates = compare_updates(FixedBackends(test_backend), "hills", 0, 50)
-    first, _ = next(updates)
+    first = next(u for u, _ in updates if u["adaptive"].segment)
     folder = Path(first["adaptive"].segment).parent
     assert Path(first["static"].segment).exists()
     updates.close()
     assert not folder.exists()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def first_start(chunks: int, pace: float, chunk_seconds: float, **kwargs) -> int | None:
+    """After how many chunks a PlaybackStart starts when chunks take `pace` seconds each."""
+    clock = Clock()
+    start = demo.PlaybackStart(chunks, clock=clock, **kwargs)
+    for done in range(1, chunks + 1):
+        clock.now = done * pace
+        if start.ready(done, chunk_seconds) and start.ready(done, chunk_seconds):  # both runs ask
+            return done
+
+
+@pytest.mark.parametrize("pace", [0.2, 0.5, 0.67, 1.0])
+def test_playback_starts_when_the_rest_of_the_run_arrives_in_time(pace):
+    """Chunks made at a steady pace: the players start at the first moment from which every later
+    chunk is on screen (its segment filled and delivered) before the player reaches it — not later."""
+    chunks, chunk_seconds = 16, 0.375
+
+    def stalls_if_started_after(done, pace):
+        return any((j - done + 2) * pace + demo.DELIVERY_SECONDS > j * chunk_seconds for j in range(done, chunks))
+
+    done = first_start(chunks, pace, chunk_seconds)
+    assert done >= 2  # the pace needs two chunks
+    assert not stalls_if_started_after(done, pace)
+    assert done == 2 or stalls_if_started_after(done - 1, pace * demo.PACE_MARGIN)  # the pace with its margin
+    if pace > chunk_seconds:  # slower than playback: it holds a share of the run that grows with the pace
+        assert done > 2 and first_start(chunks, pace + 0.2, chunk_seconds) > done
+
+
+def test_playback_starts_after_at_most_the_longest_buffer_and_on_the_last_chunk():
+    assert first_start(2000, 1.0, 0.375, most_seconds=6.0) == 16  # endless and slow: 6 s of video held, then start
+    assert first_start(1, 10.0, 0.375) == 1
+    assert first_start(3, 10.0, 0.375) == 3
+
+
+def test_a_comparison_buffers_before_it_plays_and_streams_the_whole_video(test_backend, monkeypatch):
+    """Slower than playback, a comparison holds its video back (the status says so) and then
+    streams all of it, both players from the same chunk."""
+    monkeypatch.setattr(demo, "DELIVERY_SECONDS", 60.0)  # a slow machine: start only on the last chunk
+    steps, streamed, finished = [], {}, {}
+    for updates, status in compare_updates(FixedBackends(test_backend), "hills", 0, 4):
+        steps.append((updates, status))
+        for mode, update in updates.items():
+            if update.segment:
+                streamed.setdefault(mode, []).append(read_video(update.segment)[0])
+            if update.video:
+                finished[mode] = read_video(update.video)[0]
+    assert "buffering" in steps[0][1] and steps[0][0]["adaptive"].held_seconds > 0
+    assert [updates["adaptive"].segment is None for updates, _ in steps[:3]] == [True] * 3
+    for mode in ("adaptive", "static"):
+        assert [len(frames) for frames in streamed[mode]] == [4 * 3 * test_backend.frames_per_latent]
+        assert np.abs(streamed[mode][0].astype(int) - finished[mode].astype(int)).mean() < 3
+    assert "buffering" not in steps[-1][1]
 
 
 def test_state_pictures_are_stable_and_deterministic(test_backend):
