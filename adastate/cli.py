@@ -163,8 +163,19 @@ def evaluate(args) -> int:
         raise ValueError(f"--count must be at least 1, got {args.count}")
     prompts = read_prompts(args.prompts) if args.prompts else held_out_prompts(args.count)
     checkpoints = {"adaptive": args.adaptive_checkpoint, "static": args.static_checkpoint}
+    teacher = None
+    if args.teacher:
+        from dataclasses import replace
+
+        from .checkpoints import load_pretrained
+        from .model import CausalWanTransformer
+        from .teacher import TeacherVideo
+
+        base = load_backend(args.backend, checkpoints["adaptive"], args.device, "adaptive")  # its VAE and text encoder
+        model = load_pretrained(CausalWanTransformer, Path(args.teacher) / "transformer").eval().to(base.device)
+        teacher = TeacherVideo(replace(base, transformer=model), steps=args.teacher_steps)
     summary = run_evaluation(lambda mode: load_backend(args.backend, checkpoints[mode], args.device, mode),
-                             prompts, args.seeds, args.chunks, args.horizon, args.out)
+                             prompts, args.seeds, args.chunks, args.horizon, args.out, teacher)
     for name, target in summary["targets"].items():
         met = {True: "met", False: "NOT met", None: "no data"}[target["met"]]
         measured = "-" if target["measured"] is None else f"{target['measured']:.3f}"
@@ -238,6 +249,9 @@ def main(argv=None) -> int:
     e.add_argument("--backend", choices=BACKENDS, default=None)
     e.add_argument("--adaptive-checkpoint", help="weights for adaptive mode (default: the shipped model)")
     e.add_argument("--static-checkpoint", help="weights for static mode (default: the shipped model)")
+    e.add_argument("--teacher", help="a teacher stage folder (holding transformer/): evaluate the bidirectional "
+                                      "teacher too, drawing long videos chunk by chunk (first seed only)")
+    e.add_argument("--teacher-steps", type=int, default=16, help="the teacher's denoising steps per chunk")
     e.add_argument("--device", default=None, help=DEVICE_HELP)
     e.set_defaults(run=evaluate)
 

@@ -1,6 +1,8 @@
 """`python -m adastate eval`: both anchor modes on held-out worlds, far past the training horizon.
 
-Every (prompt, seed) streams `chunks` chunks in each mode. A prompt that is the caption of a
+Every (prompt, seed) streams `chunks` chunks in each mode; with `--teacher`, the bidirectional
+teacher draws the same videos chunk by chunk too (`adastate/teacher.py`, first seed only) and is
+measured the same way. A prompt that is the caption of a
 held-out world (seed ≥ 10⁹: the data stage never draws one) has ground truth: that world rendered
 from frame 0 for as many frames, at the generated frames' size. Measured (DESIGN.md section 5):
 
@@ -33,6 +35,7 @@ import json
 import statistics
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -175,9 +178,10 @@ def switch_reach(video: np.ndarray, new_look: np.ndarray, at: int) -> dict:
             "reach": [1 - d / before for d in distance] if before > 0 else None}
 
 
-def evaluate_run(backend, entry: dict, settings: StreamSettings, truth: dict) -> tuple[dict, np.ndarray]:
-    """One (prompt, seed) in one mode, and its prompt-switch run: the run's JSON record and frames."""
-    records, video = stream_video(backend, entry["prompt"], settings)
+def evaluate_run(video_of, mode: str, entry: dict, settings: StreamSettings, truth: dict) -> tuple[dict, np.ndarray]:
+    """One (prompt, seed) in one mode, and its prompt-switch run: the run's JSON record and frames.
+    `video_of(prompt, settings, schedule)` → (records, frames), as `stream_video` without its backend."""
+    records, video = video_of(entry["prompt"], settings)
     chunks, per_chunk, height, width = video.shape[:4]
     speed = requested_speed(entry)
     speed = None if speed is None else speed * width / 64  # speeds are defined at 64 px
@@ -187,7 +191,7 @@ def evaluate_run(backend, entry: dict, settings: StreamSettings, truth: dict) ->
     for i, record in enumerate(records):
         record.update(pan=chunk_pan["pan"][i], pan_ratio=chunk_pan["pan_ratio"][i], revert=scene["revert"][i],
                       colour_to_first=scene["colour_to_first"][i])
-    run = {"mode": settings.anchor, "prompt": entry["prompt"], "world": entry.get("world"), "seed": settings.seed,
+    run = {"mode": mode, "prompt": entry["prompt"], "world": entry.get("world"), "seed": settings.seed,
            "requested_speed": speed, "requested_direction": direction, "chunks": records, **run_pan,
            "progression": scene["progression"], "ground_truth": None, "switch": None}
     at, span = switch_chunks(chunks)
@@ -195,8 +199,7 @@ def evaluate_run(backend, entry: dict, settings: StreamSettings, truth: dict) ->
         run["ground_truth"] = scene_measures(ground_truth(truth, entry["world"], video.shape))
         if at:
             target = held_out_entry(switch_target(entry["world"]))
-            _, switched = stream_video(backend, entry["prompt"], replace(settings, chunks=at + span),
-                                       {at: target["prompt"]})
+            _, switched = video_of(entry["prompt"], replace(settings, chunks=at + span), {at: target["prompt"]})
             new_look = flat(ground_truth(truth, target["world"], (span, *video.shape[1:])))
             run["switch"] = {"prompt": target["prompt"], "world": target["world"], **switch_reach(switched, new_look, at)}
     return run, video
@@ -222,19 +225,26 @@ def realism(videos: list, worlds: list, truth: dict) -> dict:
     return {"all": accuracy(slice(None)), "first": accuracy(slice(0, phase)), "last": accuracy(slice(chunks - phase, None))}
 
 
-def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: int, out) -> dict:
-    """`load(anchor)` → Backend for that mode; `horizon`: the training rollout in chunks."""
+def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: int, out, teacher=None) -> dict:
+    """`load(anchor)` → Backend for that mode; `horizon`: the training rollout in chunks. `teacher`
+    (a `teacher.TeacherVideo`, or None): the bidirectional teacher too, measured like the students
+    on the first seed (its long videos cost many denoising steps per chunk)."""
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     truth, per_mode, sheet = {}, {}, {}
     sheet_chunks = sorted({min(c, chunks - 1) for c in SHEET_CHUNKS})
-    for mode in ANCHOR_MODES:
+    for mode in (("teacher",) if teacher else ()) + ANCHOR_MODES:
         started = time.perf_counter()
-        backend = load(mode)
+        if mode == "teacher":
+            video_of, notice, mode_seeds = teacher, None, seeds[:1]
+        else:
+            backend = load(mode)
+            video_of, notice, mode_seeds = partial(stream_video, backend), backend.notice, seeds
         runs, videos, worlds = [], [], []
         for p, entry in enumerate(prompts):
-            for seed in seeds:
-                run, video = evaluate_run(backend, entry, StreamSettings(anchor=mode, chunks=chunks, seed=seed), truth)
+            for seed in mode_seeds:
+                settings = StreamSettings(anchor="adaptive" if mode == "teacher" else mode, chunks=chunks, seed=seed)
+                run, video = evaluate_run(video_of, mode, entry, settings, truth)
                 (out / "runs" / f"{mode}-p{p}-s{seed}.json").write_text(json.dumps(run, indent=1))
                 runs.append(run)
                 videos.append(video)
@@ -244,7 +254,7 @@ def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: 
                     if run["world"] is not None:
                         rows["ground truth"] = ground_truth(truth, run["world"], video.shape)[sheet_chunks, 0]
                     rows[mode] = video[sheet_chunks, 0]
-        per_mode[mode] = {"runs": runs, "notice": backend.notice, "realism": realism(videos, worlds, truth),
+        per_mode[mode] = {"runs": runs, "notice": notice, "realism": realism(videos, worlds, truth),
                           "seconds": time.perf_counter() - started}
     summary = summarise(per_mode, chunks, horizon)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

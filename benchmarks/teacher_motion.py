@@ -33,20 +33,9 @@ from adastate.evaluate import held_out_prompts  # noqa: E402
 from adastate.metrics import pan_per_frame, realism_accuracy  # noqa: E402
 from adastate.model import CausalWanTransformer  # noqa: E402
 from adastate.sampling import shifted_sigmas, timesteps  # noqa: E402
+from adastate.teacher import sample_clip  # noqa: E402
 from adastate.text import MiniLMTextEncoder  # noqa: E402
-from adastate.train.recipe import guided_x0  # noqa: E402
 from adastate.vae import TinyVideoVAE  # noqa: E402
-
-
-@torch.no_grad()
-def sample_clip(teacher, text, shape, sigmas, guidance: float, seed: int) -> torch.Tensor:
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    null = torch.zeros_like(text)
-    for sigma, next_sigma in zip(sigmas, sigmas[1:] + [0.0]):
-        clean = guided_x0(teacher, x, torch.tensor([sigma]), text, null, guidance)
-        noise = (x - (1 - sigma) * clean) / sigma
-        x = (1 - next_sigma) * clean + next_sigma * noise
-    return x
 
 
 def contact_sheet(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 3):
@@ -97,7 +86,8 @@ def main():
         sheet.append((f"truth: {entry['prompt']}", truth[pick]))
         truths.append(truth)
         for seed in args.seeds:
-            frames = vae.decode_to_uint8(sample_clip(teacher, encode(entry["prompt"]), shape, sigmas, args.guidance, seed))
+            frames = vae.decode_to_uint8(sample_clip(teacher, encode(entry["prompt"]), shape, sigmas, args.guidance,
+                                                        torch.Generator().manual_seed(seed)))
             dx = float(np.median(pan_per_frame(frames)[:, 0]))
             runs.append({"prompt": entry["prompt"], "seed": seed, "median_dx": dx, "true_dx": true_dx,
                          "direction_agrees": dx * true_dx > 0, "speed_ratio": abs(dx) / abs(true_dx)})

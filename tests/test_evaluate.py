@@ -146,3 +146,16 @@ def test_evaluate_writes_summary_runs_plots_and_table(test_backend, tmp_path):
     # (adaptive, static); frames 8 px high upscaled to 192, chunks 0 and 3
     width, height = Image.open(tmp_path / "contact_sheet.png").size
     assert 8 * 192 < height < 9 * 192 and width > 2 * 12 * 24
+
+
+def test_evaluate_measures_the_teacher_like_the_students_on_the_first_seed(test_backend, tmp_path):
+    from adastate.teacher import TeacherVideo
+
+    summary = evaluate(lambda mode: test_backend, held_out_prompts(2), [0, 1], chunks=4, horizon=1, out=tmp_path,
+                       teacher=TeacherVideo(test_backend, steps=2))
+    assert list(summary["modes"]) == ["teacher", "adaptive", "static"]
+    assert summary["modes"]["teacher"]["runs"] == 2 and summary["modes"]["adaptive"]["runs"] == 4
+    assert "teacher: realism classifier accuracy" in summary["targets"]
+    run = json.loads((tmp_path / "runs" / "teacher-p0-s0.json").read_text())
+    assert run["mode"] == "teacher" and len(run["chunks"]) == 4 and run["switch"]["at"] == 2
+    assert summary["modes"]["teacher"]["anchor_attention_share"] is None

@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from ..checkpoints import load_into
 from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
 from ..sampling import DEFAULT_SHIFT, shifted_sigmas
+from ..teacher import guided_x0
 from ..vae import TINY_VAE_CONFIG, TinyVideoVAE, frames_to_video
 from .losses import (PatchDiscriminator, discriminator_loss, dmd_loss, flow_matching_loss, generator_loss,
                      horizon_weights, noised, video_frames)
@@ -490,17 +491,6 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
         return {"loss": loss}
 
     loop(run, accelerator, {"transformer": student}, {"transformer": optimizer}, step_fn)
-
-
-def guided_x0(model, x_t, sigma, text, null_text, guidance: float):
-    """Clean-latent prediction of a bidirectional model, with classifier-free guidance."""
-    t = 1000 * sigma
-    velocity = model(x_t, t, text).sample
-    if guidance != 1.0:
-        unconditional = model(x_t, t, null_text).sample
-        velocity = unconditional + guidance * (velocity - unconditional)
-    s = sigma.view(-1, 1, 1, 1, 1)
-    return x_t - s * velocity
 
 
 def train_dmd(config: TrainConfig, accelerator: Accelerator):
