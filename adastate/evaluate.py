@@ -39,10 +39,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .data import SPEEDS, World, caption, sample_world_spec
 from .metrics import colour_distance, pan_fidelity, pan_per_frame, realism_accuracy, revert_correlation
 from .stream import ANCHOR_MODES, ChunkStream, StreamSettings
+from .vae import frames_to_video
 
 HELD_OUT_WORLDS = 10**9   # data-stage world seeds are drawn below this
 SWITCH_WORLDS = 1000      # a prompt's switch target is searched from its world seed + this
@@ -205,6 +207,13 @@ def evaluate_run(video_of, mode: str, entry: dict, settings: StreamSettings, tru
     return run, video
 
 
+@torch.no_grad()
+def reconstructed(vae, frames: np.ndarray) -> np.ndarray:
+    """Ground truth [chunks, F, H, W, 3] encoded and decoded by `vae`."""
+    video = frames_to_video(flat(frames))[None].to(vae.device, vae.dtype)
+    return vae.decode_to_uint8(vae.encode(video)).reshape(frames.shape)
+
+
 def realism(videos: list, worlds: list, truth: dict) -> dict:
     """Accuracy of a classifier telling the runs' frames from their worlds' ground truth, over all
     chunks and over the first and last PHASE chunks (None: fewer than two worlds to fold by)."""
@@ -257,6 +266,11 @@ def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: 
         per_mode[mode] = {"runs": runs, "notice": notice, "realism": realism(videos, worlds, truth),
                           "seconds": time.perf_counter() - started}
     summary = summarise(per_mode, chunks, horizon)
+    # the same worlds through the students' VAE alone: what a generator that drew every latent
+    # perfectly would score (hasattr: a VAE that only decodes cannot say)
+    worlds = sorted({world for world in worlds if world is not None})
+    summary["vae_realism"] = realism([reconstructed(backend.vae, ground_truth(truth, w, video.shape)) for w in worlds],
+                                     worlds, truth) if hasattr(backend.vae, "encode") else None
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "examples.json").write_text(json.dumps(showcase(per_mode, chunks), indent=1))
     plot(summary, out / "per_chunk.png")
@@ -470,6 +484,11 @@ def markdown(summary: dict) -> str:
              "| | " + " | ".join(modes) + " | ground truth |", "| --- |" + " --- |" * (len(modes) + 1)]
     lines += [f"| {label} | " + " | ".join(fmt(get(m)) for m in modes.values()) + f" | {fmt(truth)} |"
               for label, get, truth in rows]
+    vae = summary.get("vae_realism")
+    if vae and vae["all"] is not None:
+        lines += ["", f"The ground truth encoded and decoded by the students' VAE, the same classifier: {fmt(vae['all'])} "
+                      f"(first {phase} chunks {fmt(vae['first'])}, last {phase} {fmt(vae['last'])}): what a model that "
+                      "drew every latent perfectly would score."]
     lines += ["", "| target | measured | goal | met |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {fmt(t['measured'])} | {t['goal']} | {fmt(t['met'])} |"
               for name, t in summary["targets"].items()]

@@ -138,10 +138,12 @@ def test_evaluate_writes_summary_runs_plots_and_table(test_backend, tmp_path):
     a = summary["modes"]["adaptive"]
     assert len(a["per_chunk"]["revert"]) == 4 and len(a["per_chunk"]["switch_reach"]) == 2
     assert a["realism_accuracy"]["all"] is not None and summary["switch"] == {"at": 2, "chunks_after": 2}
+    assert 0 <= summary["vae_realism"]["all"] <= 1  # the ground truth through the VAE, by the same classifier
     assert all(t["measured"] is not None for t in summary["targets"].values())
     assert json.loads((tmp_path / "summary.json").read_text())["targets"] == summary["targets"]
     table = (tmp_path / "RESULTS.md").read_text()
     assert "| adaptive: realism classifier accuracy |" in table and "contact_sheet.png" in table
+    assert "encoded and decoded by the students' VAE" in table
     # three runs on the sheet: two worlds (ground truth, adaptive, static) and the plain prompt
     # (adaptive, static); frames 8 px high upscaled to 192, chunks 0 and 3
     width, height = Image.open(tmp_path / "contact_sheet.png").size
