@@ -142,7 +142,7 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor",
     with gr.Row():
         prompt = gr.Textbox(label="prompt", value=EXAMPLES[0][0], lines=2, scale=4, max_length=2000, elem_id="prompt")
         with gr.Column(scale=1, min_width=200):
-            seed = gr.Number(label="seed", value=0, precision=0, minimum=0)
+            seed = gr.Number(label="seed", value=0, precision=0, minimum=0, elem_id="seed")
             chunks = gr.Slider(1, MAX_DEMO_CHUNKS, value=16, step=1, label="chunks", elem_id="chunks")
     with gr.Tabs():
         with gr.Tab("generate", id="generate-tab"):
