@@ -71,15 +71,17 @@ SCENE_UPLOAD_MB = {"tiny": 16, "wan": 8192}
 PLOT_INTERVAL = 1.0
 # Gradio probes and re-muxes every streamed segment with its own ffmpeg processes (0.1-0.15 s a
 # segment on 2 cores), whatever its length: with the embedded model's 6-frame chunks, one segment
-# per chunk made the player wait at every other chunk. So after the first chunk (shown at once) a
-# segment holds at least this much video; the pictures and statistics still update every chunk.
+# per chunk made the player wait at every other chunk. So a segment holds at least this much video
+# (the first and the last may hold less); the pictures and statistics still update every chunk.
 SEGMENT_SECONDS = 0.75
-# A comparison computes two streams and Gradio re-muxes two players' segments: on 2 cores that is
-# slower than playback (benchmarks/RESULTS.md, "Does the player stall?"), and players that start at
-# once run dry again and again. So a comparison's players start only when, at the pace measured so
-# far, the rest of the run will arrive before they reach it (`PlaybackStart`) — or once this much
-# video is held, so that an endless or very slow run still starts.
+# With the browser open on 2 cores a stream can be slower than playback (a comparison always is:
+# two streams, two players' re-muxes; benchmarks/RESULTS.md, "Does the player stall?"), and a player
+# that starts at once runs dry again and again. So a run's video starts only when, at the pace
+# measured so far, the rest of the run will arrive before the player reaches it (`PlaybackStart`;
+# on a machine faster than playback that is after 2-4 chunks) — or once this much video is held,
+# so that a very slow run still starts. An endless run has no end to wait for: it holds less.
 MAX_BUFFER_SECONDS = float(os.environ.get("ADASTATE_MAX_BUFFER_SECONDS", "20"))
+ENDLESS_BUFFER_SECONDS = 4.0
 DELIVERY_SECONDS = 0.3  # a segment's way from the model to the screen: re-mux, network, decoding
 PACE_MARGIN = 1.25  # held video is not re-muxed or decoded: the pace measured while holding is faster
 FILMSTRIP_FRAMES = 10  # a comparison's filmstrip shows at most this many frames per mode, evenly spaced
@@ -246,9 +248,9 @@ class PlaybackStart:
     before the players reach it, at the pace of the last `recent` chunks (a chunk waits for its
     segment to fill, about one chunk more, and for delivery); true from then on."""
 
-    def __init__(self, chunks: int, most_seconds: float = MAX_BUFFER_SECONDS, recent: int = 8,
-                 clock=time.perf_counter):
-        self.chunks, self.most_seconds, self.clock = chunks, most_seconds, clock
+    def __init__(self, chunks: int, most_seconds: float | None = None, recent: int = 8, clock=time.perf_counter):
+        self.chunks, self.clock = chunks, clock
+        self.most_seconds = MAX_BUFFER_SECONDS if most_seconds is None else most_seconds
         self.done_at, self.done = deque(maxlen=recent + 1), 0
         self.started = False
 
@@ -315,7 +317,8 @@ class Run:
 
     def __init__(self, backend, stream: ChunkStream, folder: Path, filmstrip_every: int | None = None,
                  playback: PlaybackStart | None = None):
-        self.backend, self.stream, self.playback = backend, stream, playback
+        self.backend, self.stream = backend, stream
+        self.playback = playback or PlaybackStart(stream.settings.chunks - stream.index)
         self.folder, self.mode = folder, stream.settings.anchor
         folder.mkdir(parents=True, exist_ok=True)
         self.video_path = folder / f"{self.mode}.mp4"
@@ -336,7 +339,7 @@ class Run:
         """One chunk: the two pictures of the anchor and, when SEGMENT_SECONDS of video are ready
         (or on the run's first and last chunk), a video segment, as files of this run (the app serves
         them from here: Gradio writes no copies of its own, which it would keep after the session).
-        With a `playback` start, video is held back until it says the players may start.
+        Video is held back until `playback` says the player may start (a comparison's two runs share one).
         The pictures stay as long as the run's video (about 2 KB a chunk)."""
         with self.lock:
             result = self.stream.next_chunk()
@@ -346,7 +349,7 @@ class Run:
         unsent_seconds = sum(len(frames) for frames in self.unsent) / self.backend.fps
         last = self.stream.index >= self.stream.settings.chunks  # of this run
         chunk_seconds = len(result.frames) / self.backend.fps
-        ready = self.playback is None or self.playback.ready(len(self.records) + 1, chunk_seconds)
+        ready = self.playback.ready(len(self.records) + 1, chunk_seconds)
         if ready and (not self.streamed or last or unsent_seconds >= SEGMENT_SECONDS - 1e-9):
             encode_mp4(np.concatenate(self.unsent), segment, self.backend.fps)
             self.unsent, self.streamed = [], True
@@ -833,10 +836,12 @@ def generate_updates(backends: Backends, prompt, seed, chunks, anchor, steps=4, 
     prompt = prompt_text(prompt)
     endless = true_or_false(endless, "endless")
     settings = settings_from_inputs(seed, 1 if endless else chunks, anchor, steps, window)
+    playback = None
     if endless:
         settings = replace(settings, chunks=ENDLESS_CHUNKS)
+        playback = PlaybackStart(ENDLESS_CHUNKS, most_seconds=ENDLESS_BUFFER_SECONDS)
     yield from one_mode((visitors or Visitors()).stream(
-        key, lambda folder: [Run.new(backends, prompt, settings, folder)], endless))
+        key, lambda folder: [Run.new(backends, prompt, settings, folder, playback=playback)], endless))
 
 
 def resume_updates(backends: Backends, scene_file, prompt, seed, chunks, state_only=False,

@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from conftest import SHIPPED_CHUNK_FRAMES
 
+from adastate import demo
+
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (`apt-get install chromium`)")
 
@@ -65,7 +67,8 @@ def set_chunks(page, chunks):
     box.press("Enter")
 
 
-def test_generate_static_and_compare_in_the_browser(page, tmp_path):
+def test_generate_static_and_compare_in_the_browser(page, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "MAX_BUFFER_SECONDS", 0.0)  # no buffering: the video grows chunk by chunk
     page.fill("#prompt textarea", "a fast pan to the left across desert dunes with cacti")
     set_chunks(page, 4)
     page.click("#generate")

@@ -68,13 +68,16 @@ def test_generate_streams_chunks_then_the_finished_video(test_backend):
     assert [len(u.records) for u, _ in updates] == [1, 2, 3, 3]
     assert all(u.video is None for u, _ in updates[:-1]) and updates[-1][0].segment is None
     assert "chunk 3 / 3" in updates[-1][1] and "done" in updates[-1][1]
+    # the video starts once the pace is known (the second chunk: this backend is fast)
+    assert [u.segment is not None for u, _ in updates] == [False, True, True, False]
     # a run of no session: its files were removed when the generator finished
-    assert not any(Path(p).exists() for p in [updates[0][0].segment, updates[-1][0].video])
+    assert not any(Path(p).exists() for p in [updates[1][0].segment, updates[-1][0].video])
 
 
-def test_segments_after_the_first_chunk_hold_at_least_segment_seconds(test_backend, monkeypatch):
-    """Gradio's cost is per segment: short chunks are streamed two or more at a time, the first at
-    once; every chunk still updates the pictures, and the segments add up to the finished video."""
+def test_segments_hold_at_least_segment_seconds(test_backend, monkeypatch):
+    """Gradio's cost is per segment: short chunks are streamed two or more at a time, from the
+    moment the pace is known (two chunks); every chunk still updates the pictures, and the
+    segments add up to the finished video."""
     monkeypatch.setattr(demo, "SEGMENT_SECONDS", 2 * 3 * test_backend.frames_per_latent / test_backend.fps)
     streamed, states = [], set()
     for update, _ in generate_updates(FixedBackends(test_backend), "hills", 0, 6, "adaptive"):
@@ -84,28 +87,30 @@ def test_segments_after_the_first_chunk_hold_at_least_segment_seconds(test_backe
         elif update.video:
             finished = read_video(update.video)[0]
     chunk = 3 * test_backend.frames_per_latent
-    assert [len(frames) for frames in streamed] == [chunk, 2 * chunk, 2 * chunk, chunk]  # 0 | 1 2 | 3 4 | 5 (last)
+    assert [len(frames) for frames in streamed] == [2 * chunk, 2 * chunk, 2 * chunk]  # 0 1 | 2 3 | 4 5
     assert len(states - {None}) == 6
     assert np.abs(np.concatenate(streamed).astype(int) - finished.astype(int)).mean() < 3  # same frames, re-encoded
 
 
-def test_a_continued_scene_shows_its_first_chunk_at_once(test_backend, visitors, monkeypatch):
-    """The first chunk of every run is its own segment, also when the run continues a scene (its
-    chunk index does not start at 0)."""
+def test_a_continued_scene_starts_its_video_as_a_new_run_does(test_backend, visitors, monkeypatch):
+    """A run that continues a scene (its chunk index does not start at 0) starts its video once
+    its own pace is known, at its own second chunk."""
     monkeypatch.setattr(demo, "SEGMENT_SECONDS", 2 * 3 * test_backend.frames_per_latent / test_backend.fps)
     backends = FixedBackends(test_backend)
     list(generate_updates(backends, "hills", 0, 2, "adaptive", visitors=visitors, key="v"))
     continued = resume_updates(backends, visitors.save("v"), "", 0, 3, False, visitors, "v")
     first, _ = next(continued)
-    assert first.records[-1]["index"] == 2 and first.segment is not None
+    assert first.records[-1]["index"] == 2 and first.segment is None and first.held_seconds > 0
+    second, _ = next(continued)
+    assert second.records[-1]["index"] == 3 and second.segment is not None
     list(continued)
 
 
 def test_cancelled_generation_closes_and_cleans_up(test_backend, tmp_path):
     updates = generate_updates(FixedBackends(test_backend), "hills", 0, 50, "static")
-    first, _ = next(updates)
+    first = next(u for u, _ in updates if u.segment)
     segment_frames, _, codec = read_video(first.segment)
-    assert codec == "h264" and segment_frames.shape[0] == 3 * test_backend.frames_per_latent
+    assert codec == "h264" and segment_frames.shape[0] == 2 * 3 * test_backend.frames_per_latent
     folder = Path(first.segment).parent
     updates.close()  # what Gradio does when the visitor presses stop
     assert not folder.exists()
