@@ -71,7 +71,9 @@ def chunk_plots(records: dict):
         ax.tick_params(labelsize=7)
         if len(records) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
+    # a fixed layout: tight_layout measures every label by drawing it, a third of a redraw's time,
+    # and the demo redraws while it streams (benchmarks/RESULTS.md, "Does the player stall?")
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.17, top=0.89, wspace=0.22)
     plt.close(fig)  # the caller renders it; closing keeps pyplot's global registry empty
     return fig
 
