@@ -265,3 +265,18 @@ def test_card_reports_the_checkpoint_step_not_steps_logged_after_it(tmp_path):
     (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log))
     [line] = stage_lines([run])
     assert "— 1500 steps" in line and "loss 0.0006667" in line and "1525" not in line
+
+
+def test_a_run_continued_from_another_of_its_stage_comes_after_it_on_the_card(tmp_path):
+    from adastate.train.card import provenance
+
+    def run(name, **config):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train_config.json").write_text(json.dumps({"out": str(folder), **config}))
+        return folder
+
+    teacher = run("teacher", stage="teacher")
+    first = run("dmd-first", stage="dmd", teacher=str(teacher))
+    resumed = run("dmd-resumed", stage="dmd", init=str(first), teacher=str(teacher))
+    assert provenance(resumed) == [teacher, first, resumed]

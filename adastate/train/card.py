@@ -17,7 +17,16 @@ def provenance(*run_dirs) -> list[Path]:
         config = json.loads((folder / "train_config.json").read_text())
         todo += [Path(config[key]) for key in ("init", "teacher", "data", "vae") if config.get(key)]
     order = ["vae", "decoder", "data", "teacher", "causal", "dmd"]
-    return sorted(chain, key=lambda f: order.index(json.loads((f / "train_config.json").read_text())["stage"]))
+    configs = {f: json.loads((f / "train_config.json").read_text()) for f in chain}
+
+    def generation(folder, seen=()) -> int:
+        """1 + the generation of the runs it starts from: a run continued from another run's
+        weights (--init, e.g. DMD resumed from a snapshot) comes after it."""
+        links = [Path(configs[folder][key]) for key in ("init", "teacher", "data", "vae") if configs[folder].get(key)]
+        return 1 + max((generation(link, seen + (folder,)) for link in links if link in configs and link not in seen),
+                       default=-1)
+
+    return sorted(chain, key=lambda f: (order.index(configs[f]["stage"]), generation(f)))
 
 
 def read_log(folder: Path) -> list[dict]:
