@@ -249,6 +249,7 @@ def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: 
         else:
             backend = load(mode)
             video_of, notice, mode_seeds = partial(stream_video, backend), backend.notice, seeds
+            vae = backend.vae  # the students': what their latents become
         runs, videos, worlds = [], [], []
         for p, entry in enumerate(prompts):
             for seed in mode_seeds:
@@ -268,9 +269,9 @@ def evaluate(load, prompts: list[dict], seeds: list[int], chunks: int, horizon: 
     summary = summarise(per_mode, chunks, horizon)
     # the same worlds through the students' VAE alone: what a generator that drew every latent
     # perfectly would score (hasattr: a VAE that only decodes cannot say)
-    worlds = sorted({world for world in worlds if world is not None})
-    summary["vae_realism"] = realism([reconstructed(backend.vae, ground_truth(truth, w, video.shape)) for w in worlds],
-                                     worlds, truth) if hasattr(backend.vae, "encode") else None
+    held_out = sorted({entry["world"] for entry in prompts if "world" in entry})
+    summary["vae_realism"] = realism([reconstructed(vae, ground_truth(truth, w, video.shape)) for w in held_out],
+                                     held_out, truth) if hasattr(vae, "encode") else None
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "examples.json").write_text(json.dumps(showcase(per_mode, chunks), indent=1))
     plot(summary, out / "per_chunk.png")

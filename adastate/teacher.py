@@ -57,12 +57,13 @@ class TeacherVideo:
     `schedule`: {chunk: prompt} switches, as a stream's prompt schedule."""
 
     def __init__(self, backend, steps: int = TEACHER_STEPS, guidance: float = TEACHER_GUIDANCE,
-                 shift: float = TEACHER_SHIFT, chunk_frames: int = 3):
-        self.backend, self.guidance, self.chunk_frames = backend, guidance, chunk_frames
+                 shift: float = TEACHER_SHIFT):
+        self.backend, self.guidance = backend, guidance
         self.sigmas = shifted_sigmas(timesteps(steps), shift)
 
     def __call__(self, prompt: str, settings, schedule: dict | None = None):
-        b, f = self.backend, self.chunk_frames
+        """`settings`: a StreamSettings; its chunks, chunk size and seed apply."""
+        b, f = self.backend, settings.chunk_frames
         generator = torch.Generator().manual_seed(settings.seed)
         shape = (1, b.latent_channels, 2 * f, b.latent_height, b.latent_width)
         records, latents, videos, text_prompt = [], [], [], None

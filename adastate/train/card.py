@@ -6,27 +6,28 @@ import shutil
 from pathlib import Path
 
 
+LINKS = ("init", "teacher", "data", "vae")  # the config keys that name the runs a run starts from
+
+
 def provenance(*run_dirs) -> list[Path]:
-    """The stage folders behind runs, earliest first, following their init/teacher/data/vae links."""
-    chain, todo = [], [Path(d) for d in run_dirs]
+    """The stage folders behind runs, earliest first, following their LINKS. Within a stage, a run
+    continued from another run's weights (--init, e.g. DMD resumed from a snapshot) comes after it."""
+    links, todo = {}, [Path(d) for d in run_dirs]
     while todo:
         folder = todo.pop()
-        if folder in chain or not (folder / "train_config.json").exists():
+        if folder in links or not (folder / "train_config.json").exists():
             continue
-        chain.append(folder)
         config = json.loads((folder / "train_config.json").read_text())
-        todo += [Path(config[key]) for key in ("init", "teacher", "data", "vae") if config.get(key)]
-    order = ["vae", "decoder", "data", "teacher", "causal", "dmd"]
-    configs = {f: json.loads((f / "train_config.json").read_text()) for f in chain}
+        links[folder] = (config["stage"], [Path(config[key]) for key in LINKS if config.get(key)])
+        todo += links[folder][1]
 
     def generation(folder, seen=()) -> int:
-        """1 + the generation of the runs it starts from: a run continued from another run's
-        weights (--init, e.g. DMD resumed from a snapshot) comes after it."""
-        links = [Path(configs[folder][key]) for key in ("init", "teacher", "data", "vae") if configs[folder].get(key)]
-        return 1 + max((generation(link, seen + (folder,)) for link in links if link in configs and link not in seen),
-                       default=-1)
+        """0 for a run that starts from no run of the chain, else 1 + the latest it starts from."""
+        return 1 + max((generation(link, seen + (folder,)) for link in links[folder][1]
+                        if link in links and link not in seen), default=-1)
 
-    return sorted(chain, key=lambda f: (order.index(configs[f]["stage"]), generation(f)))
+    order = ["vae", "decoder", "data", "teacher", "causal", "dmd"]
+    return sorted(links, key=lambda f: (order.index(links[f][0]), generation(f)))
 
 
 def read_log(folder: Path) -> list[dict]:
