@@ -198,6 +198,8 @@ def test_stages_learn_and_resume(clips, tmp_path):
     snapshot_teacher = campaign / "teacher" / "transformer"
     assert sorted(p.name for p in snapshot_teacher.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
     assert (campaign / "vae" / "vae" / "config.json").is_file()
+    # the copy keeps the checkpoint's step: a card built from it later says how far the run got
+    assert (campaign / "teacher" / "progress.json").read_text() == (teacher / "progress.json").read_text()
     # a new machine continues from the snapshot: --init starts the teacher from its weights
     restarted = tmp_path / "teacher-restarted"
     train(config("teacher", restarted, data=str(clips), init=str(campaign / "teacher"), steps=1, lr=0.0))

@@ -126,8 +126,10 @@ def snapshot(model_run, vae_run, out):
     stage, vae_stage = model_config["stage"], vae_config["stage"]  # vae_stage: vae, or its decoder fine-tune
     for run, name, model in ((model_run, stage, "transformer"), (vae_run, vae_stage, "vae")):
         copy_weights(out / name, {model: run / model})
-        for record in ("train_config.json", "log.jsonl"):
-            shutil.copy(run / record, out / name / record)
+        # progress.json: the checkpoint's step, so a card built from the copy says how far it got
+        for record in ("train_config.json", "log.jsonl", "progress.json"):
+            if (run / record).exists():
+                shutil.copy(run / record, out / name / record)
     chain = provenance(model_run, vae_run)
     plot_losses(chain, out / "loss_curves.png")
     lines = ["# AdaState embedded model — training campaign in progress", "",
