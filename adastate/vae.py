@@ -17,6 +17,12 @@ per latent frame) and a 2-frame joint one alike decoded each group of a panning 
 picture, with the whole motion as a jump between groups (benchmarks/RESULTS.md, "VAE"). Frame by
 frame, the decoded video moves exactly as well as each frame is reconstructed.
 
+`detail_channels`: a VAE extended by a second encoder that codes what the first one's latents miss
+(texture, stars, thin edges), its channels appended after the first's, and a decoder that draws
+from both (`TinyVideoVAE.extended`). The first encoder stays as it was, so the first channels are
+exactly the latents that earlier models were trained on: a transformer widened with zero weights
+for the new channels starts out drawing what it drew before, and learns the detail on top.
+
 `VideoVAE` is the one interface every backend's VAE implements and the stream, the demo and the
 pictures use: where its weights live (`device`, `dtype`), its sizes (`config`), `open_stream()` for
 one video's chunks in order, and `decode_to_uint8` for latents that are a video of their own.
@@ -103,6 +109,12 @@ def _encoder_levels(width: list[int], res_blocks: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _encoder(pixels: int, width: list[int], res_blocks: int, code_channels: int) -> nn.Sequential:
+    """Folded pixels → (mean, logvar) of a frame code, stacked in channels."""
+    return nn.Sequential(nn.Conv2d(pixels, width[0], 3, padding=1), nn.SiLU(), _encoder_levels(width, res_blocks),
+                         nn.Conv2d(width[-1], 2 * code_channels, 3, padding=1))
+
+
 def _decoder_levels(width: list[int], res_blocks: int) -> nn.Sequential:
     """Latent resolution → full resolution: [upsample, conv, SiLU, res blocks] per level."""
     layers = [ResBlock(width[-1]) for _ in range(res_blocks)]
@@ -116,7 +128,8 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
     @register_to_config
     def __init__(self, latent_channels: int = 8, temporal_factor: int = 4, spatial_factor: int = 4,
                  hidden_channels: int | list = 64, res_blocks: int = 0, patch_size: int = 1,
-                 frame_wise: bool = False, latent_mean: list | None = None, latent_std: list | None = None):
+                 frame_wise: bool = False, detail_channels: int = 0, latent_mean: list | None = None,
+                 latent_std: list | None = None):
         super().__init__()
         levels = int(np.log2(spatial_factor // patch_size))
         if spatial_factor % patch_size or 2**levels * patch_size != spatial_factor:
@@ -126,20 +139,41 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
             raise ValueError(f"hidden_channels needs {levels + 1} widths for spatial_factor {spatial_factor}, got {width}")
         self.coded_frames = 1 if frame_wise else temporal_factor  # frames through the coder at once
         codes = temporal_factor // self.coded_frames                # codes stacked in one latent frame
-        if latent_channels % codes:
-            raise ValueError(f"latent_channels {latent_channels} do not split into {codes} frame codes")
-        code_channels = latent_channels // codes
+        if not 0 <= detail_channels < latent_channels:
+            raise ValueError(f"detail_channels must be in [0, {latent_channels}), got {detail_channels}")
+        if (latent_channels - detail_channels) % codes or detail_channels % codes:
+            raise ValueError(f"latent_channels {latent_channels} (detail {detail_channels}) do not split into "
+                             f"{codes} frame codes")
+        # channels of one frame code: the first encoder's, then the detail encoder's
+        self.code_channels = [(latent_channels - detail_channels) // codes, detail_channels // codes]
         pixels = 3 * self.coded_frames * patch_size**2  # channels of the coded frames, patches folded in
-        self.encoder = nn.Sequential(
-            nn.Conv2d(pixels, width[0], 3, padding=1), nn.SiLU(),
-            _encoder_levels(width, res_blocks),
-            nn.Conv2d(width[-1], 2 * code_channels, 3, padding=1))
+        self.encoder = _encoder(pixels, width, res_blocks, self.code_channels[0])
+        self.detail_encoder = _encoder(pixels, width, res_blocks, self.code_channels[1]) if detail_channels else None
         self.decoder = nn.Sequential(
-            nn.Conv2d(code_channels, width[-1], 3, padding=1), nn.SiLU(),
+            nn.Conv2d(sum(self.code_channels), width[-1], 3, padding=1), nn.SiLU(),
             _decoder_levels(width, res_blocks),
             nn.Conv2d(width[0], pixels, 3, padding=1))
         self.register_buffer("mean", torch.tensor(latent_mean or [0.0] * latent_channels).view(1, -1, 1, 1, 1), False)
         self.register_buffer("std", torch.tensor(latent_std or [1.0] * latent_channels).view(1, -1, 1, 1, 1), False)
+
+    @classmethod
+    def extended(cls, base: "TinyVideoVAE", detail_channels: int) -> "TinyVideoVAE":
+        """`base` with `detail_channels` more latent channels from a new encoder. The base encoder,
+        its latent statistics and the decoder are copied, the decoder's weights for the new channels
+        start at zero: the extended VAE decodes exactly as `base` until the detail is trained."""
+        config = {k: v for k, v in base.config.items() if not k.startswith("_")}
+        if config["detail_channels"]:
+            raise ValueError("this VAE already has detail channels")
+        channels = config["latent_channels"]
+        vae = cls(**dict(config, latent_channels=channels + detail_channels, detail_channels=detail_channels,
+                         latent_mean=base.mean.flatten().tolist() + [0.0] * detail_channels,
+                         latent_std=base.std.flatten().tolist() + [1.0] * detail_channels))
+        vae.encoder.load_state_dict(base.encoder.state_dict())
+        decoder = base.decoder.state_dict()
+        first = vae.decoder[0].weight.detach().zero_()  # frame code [base | detail] → features
+        first[:, :base.code_channels[0]] = decoder.pop("0.weight")
+        vae.decoder.load_state_dict(dict(decoder, **{"0.weight": first}))
+        return vae
 
     def encode_moments(self, video: torch.Tensor):
         """Video [B, 3, T, H, W] in [-1, 1] (T a multiple of temporal_factor) → raw (mean, logvar)
@@ -149,9 +183,12 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         if t % tf:
             raise ValueError(f"video length {t} is not a multiple of temporal_factor {tf}")
         units = video.reshape(b, 3, t // n, n, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b * t // n, n * 3, h, w)
-        mean, logvar = self.encoder(F.pixel_unshuffle(units, self.config.patch_size)).chunk(2, dim=1)
-        # a latent frame: its group's frame codes, stacked in channels
-        return tuple(m.reshape(b, t // tf, -1, *m.shape[-2:]).transpose(1, 2) for m in (mean, logvar))
+        pixels = F.pixel_unshuffle(units, self.config.patch_size)
+        encoders = [self.encoder] + ([self.detail_encoder] if self.detail_encoder is not None else [])
+        # per encoder, a latent frame stacks its group's frame codes in channels; detail after base
+        moments = [[m.reshape(b, t // tf, -1, *m.shape[-2:]).transpose(1, 2) for m in encoder(pixels).chunk(2, dim=1)]
+                   for encoder in encoders]
+        return tuple(torch.cat(parts, dim=1) for parts in zip(*moments))
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Video [B, 3, T, H, W] in [-1, 1] → normalised latents (the posterior mean)."""
@@ -162,7 +199,10 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         """Normalised latents [B, C, f, h, w] → video [B, 3, f * temporal_factor, H, W] in [-1, 1]."""
         b, c, f, h, w = latents.shape
         tf = self.config.temporal_factor
-        z = (latents * self.std + self.mean).transpose(1, 2).reshape(b * f * tf // self.coded_frames, -1, h, w)
+        units = b * f * tf // self.coded_frames
+        z = (latents * self.std + self.mean).split(self.config.latent_channels - self.config.detail_channels, dim=1)
+        # each encoder's codes back to one per coded unit, then a unit's codes side by side: [base | detail]
+        z = torch.cat([part.transpose(1, 2).reshape(units, -1, h, w) for part in z], dim=1)
         x = F.pixel_shuffle(self.decoder(z), self.config.patch_size)
         x = x.reshape(b, f, tf, 3, *x.shape[-2:]).permute(0, 3, 1, 2, 4, 5)
         return x.reshape(b, 3, f * tf, *x.shape[-2:]).clamp(-1, 1)

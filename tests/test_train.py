@@ -256,6 +256,48 @@ def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path):
     assert json.loads((decoder / "log.jsonl").read_text().splitlines()[-1])["step"] == 5
 
 
+def test_vae_extended_with_detail_keeps_its_latents_and_the_teacher_widens_to_them(clips, tmp_path):
+    base = tmp_path / "vae"
+    train(TrainConfig(stage="vae", out=str(base), model=dict(TEST_CONFIG), vae_model=TEST_VAE_CONFIG, size=16,
+                      batch_size=2, steps=2, log_every=1))
+    extended = tmp_path / "vae-detail"
+    train(TrainConfig(stage="vae", out=str(extended), init=str(base), detail_channels=2, size=16, batch_size=2,
+                      steps=3, lr=1e-3, log_every=1))
+    before = load_file(base / "vae" / "diffusion_pytorch_model.safetensors")
+    after = load_file(extended / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert any(k.startswith("detail_encoder.") for k in after)
+    settings = [json.loads((folder / "vae" / "config.json").read_text()) for folder in (base, extended)]
+    channels = TEST_CONFIG["in_channels"]
+    assert settings[1]["latent_channels"] == channels + 2 and settings[1]["detail_channels"] == 2
+    assert settings[1]["latent_std"][:channels] == settings[0]["latent_std"]  # the base latents' normalisation
+    data = [tmp_path / "data", tmp_path / "data-detail"]
+    for folder, vae in zip(data, (base, extended)):
+        train(TrainConfig(stage="data", out=str(folder), vae=str(vae), clips=2, size=16, chunks=2, chunk_frames=2))
+    latents = [load_file(folder / "clips.safetensors")["latents"] for folder in data]
+    assert latents[1].shape[1] == channels + 2 and torch.equal(latents[1][:, :channels], latents[0])
+
+    # a teacher of the base latents, continued on latents with 2 detail channels more
+    teacher = tmp_path / "teacher"
+    train(config("teacher", teacher, data=str(clips), steps=2, lr=1e-3))
+    wide_clips = tmp_path / "wide-clips"
+    wide_clips.mkdir()
+    stored = load_file(clips / "clips.safetensors")
+    detail = torch.randn(stored["latents"].shape[0], 2, *stored["latents"].shape[2:]).half()
+    save_file(dict(stored, latents=torch.cat([stored["latents"], detail], dim=1)), wide_clips / "clips.safetensors")
+    widened_teacher = tmp_path / "teacher-widened"
+    train(config("teacher", widened_teacher, data=str(wide_clips), init=str(teacher), steps=1, lr=0.0))
+    narrow = CausalWanTransformer.from_pretrained(teacher / "transformer").eval()
+    wide = CausalWanTransformer.from_pretrained(widened_teacher / "transformer").eval()
+    assert wide.config.in_channels == wide.config.out_channels == channels + 2
+    x = torch.randn(1, channels + 2, 2, 4, 6)
+    text, t = torch.randn(1, 5, TEST_CONFIG["text_dim"]), torch.tensor([700.0])
+    with torch.no_grad():
+        known, grown = narrow(x[:, :channels], t, text).sample, wide(x, t, text).sample
+    # what it computed on the channels it knew, whatever the new ones hold; the new ones start at zero
+    assert torch.allclose(grown[:, :channels], known, atol=1e-5) and grown[:, channels:].abs().max() == 0
+
+
 def test_card_reports_the_checkpoint_step_not_steps_logged_after_it(tmp_path):
     from adastate.train.card import stage_lines
 

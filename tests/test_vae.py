@@ -47,3 +47,26 @@ def test_joint_coding_and_old_checkpoints_still_load():
     if shipped.is_dir():  # whatever VAE ships, its folder loads into the class its config names
         loaded = TinyVideoVAE.from_pretrained(shipped)
         assert loaded.decode_to_uint8(torch.zeros(1, loaded.config.latent_channels, 1, 16, 16)).shape[1:] == (64, 64, 3)
+
+
+def test_detail_channels_extend_a_vae_without_changing_its_latents(vae):
+    """An extended VAE's first channels are the base VAE's latents, so models trained on them stay
+    valid; until its detail is trained it decodes exactly as the base; with detail it still keeps
+    each frame to its own channels and streams chunk by chunk exactly."""
+    video = torch.rand(1, 3, 12, 16, 16) * 2 - 1
+    extended = TinyVideoVAE.extended(vae, detail_channels=4).eval()
+    latents = extended.encode(video)
+    assert latents.shape == (1, 12, 6, 4, 4) and torch.equal(latents[:, :8], vae.encode(video))
+    assert torch.equal(extended.decode(latents), vae.decode(latents[:, :8]))
+    torch.nn.init.normal_(extended.decoder[0].weight, std=0.1)  # now the detail channels draw too
+    assert not torch.equal(extended.decode(latents), vae.decode(latents[:, :8]))
+    whole = extended.decode_to_uint8(latents)
+    chunked = np.concatenate([extended.decode_to_uint8(part) for part in latents.split(3, dim=2)])
+    assert np.array_equal(whole, chunked)
+    edited = video.clone()
+    edited[:, :, 1] = 0  # the second frame of latent frame 0: its base code is channels 4-7, its detail 10-11
+    change = (extended.encode(video) - extended.encode(edited)).abs().amax(dim=(0, 3, 4))
+    changed = (change[:, 0] > 0).nonzero().flatten().tolist()
+    assert changed == [4, 5, 6, 7, 10, 11] and change[:, 1:].max() == 0
+    with pytest.raises(ValueError, match="already has detail"):
+        TinyVideoVAE.extended(extended, 4)

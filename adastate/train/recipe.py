@@ -33,7 +33,6 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
-from ..checkpoints import load_into
 from ..model import TINY_CONFIG, CacheLayout, CausalWanTransformer
 from ..sampling import DEFAULT_SHIFT, shifted_sigmas
 from ..teacher import guided_x0
@@ -73,6 +72,8 @@ class TrainConfig:
     teacher: str = ""              # dmd: the teacher (real score, and the fake score's start)
     model: dict = field(default_factory=lambda: dict(TINY_CONFIG))
     vae_model: dict = field(default_factory=lambda: dict(TINY_VAE_CONFIG))  # vae: architecture
+    detail_channels: int = 0       # vae with --init: extend that VAE by this many latent channels from a detail
+                                   # encoder (its own encoder frozen, so its latents stay valid)
     edge_weight: float = 1.0       # vae/decoder: L1 on image gradients and frame differences (sharp, moving)
     gan_weight: float = 0.1        # decoder: weight of the adversarial loss, relative to the reconstruction loss
                                    # (their gradients balanced at the decoder's last layer)
@@ -290,17 +291,25 @@ def reconstruction_losses(recon: torch.Tensor, video: torch.Tensor) -> dict:
 
 
 def train_vae(config: TrainConfig, accelerator: Accelerator):
+    """A VAE from scratch, or (`init`) a trained one extended with `detail_channels`: then only the
+    detail encoder and the decoder learn, and the first channels keep their latents and statistics."""
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
-    vae = TinyVideoVAE(latent_channels=config.model["in_channels"], **config.vae_model)
+    if config.init:
+        if config.detail_channels <= 0:
+            raise ValueError("extending a VAE (--init) needs --detail-channels > 0")
+        vae = TinyVideoVAE.extended(TinyVideoVAE.from_pretrained(Path(config.init) / "vae"), config.detail_channels)
+        vae.encoder.requires_grad_(False)
+    else:
+        vae = TinyVideoVAE(latent_channels=config.model["in_channels"], **config.vae_model)
     tf = vae.config.temporal_factor
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr)
+    optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=config.lr)
 
     def reconstruct(model, video):
         mean, logvar = model.encode_moments(video)
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        return model.decode(z), mean, logvar  # latent statistics are still 0 / 1 while training
+        return model.decode((z - model.mean) / model.std), mean, logvar
 
     autoencoder, optimizer = accelerator.prepare(Objective(vae, reconstruct), optimizer)
 
@@ -319,11 +328,14 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
     loop(run, accelerator, {"vae": vae}, {"vae": optimizer}, step_fn)
     if not accelerator.is_main_process:
         return
-    # Normalise latents to zero mean / unit std per channel, measured on fresh clips.
+    # Normalise the new latents to zero mean / unit std per channel, measured on fresh clips; an
+    # extended VAE's first channels keep the statistics that earlier models were trained with.
     model = vae.eval()
+    kept = model.config.latent_channels - model.config.detail_channels if config.init else 0
     with torch.no_grad():
-        z = torch.cat([model.encode(clip_batch()) for _ in range(16)])
-    mean, std = z.mean(dim=(0, 2, 3, 4)), z.std(dim=(0, 2, 3, 4))
+        z = torch.cat([model.encode_moments(clip_batch())[0] for _ in range(16)])
+    mean, std = model.mean.flatten().clone(), model.std.flatten().clone()
+    mean[kept:], std[kept:] = z.mean(dim=(0, 2, 3, 4))[kept:], z.std(dim=(0, 2, 3, 4))[kept:]
     model.register_to_config(latent_mean=mean.tolist(), latent_std=std.tolist())
     model.mean.copy_(mean.view(1, -1, 1, 1, 1))
     model.std.copy_(std.view(1, -1, 1, 1, 1))
@@ -339,7 +351,8 @@ def train_decoder(config: TrainConfig, accelerator: Accelerator):
     generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
     vae = TinyVideoVAE.from_pretrained(Path(config.init) / "vae")
-    vae.encoder.requires_grad_(False)
+    vae.requires_grad_(False)
+    vae.decoder.requires_grad_(True)
     discriminator = PatchDiscriminator()
     # GAN-style Adam: a short momentum memory, as the two players' targets keep moving
     decoder_opt = torch.optim.AdamW(vae.decoder.parameters(), lr=config.lr, betas=(0.5, 0.9), weight_decay=0.0)
@@ -429,14 +442,17 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
-    teacher = CausalWanTransformer(**config.model)
+    clips = load_clips(config.data)
+    channels = clips["latents"].shape[1]  # the data's VAE decides the latent channels
     if config.init:  # start from earlier weights (a campaign snapshot); a checkpoint in --out still wins
-        load_into(teacher, Path(config.init) / "transformer" / "diffusion_pytorch_model.safetensors")
+        teacher = widened(CausalWanTransformer.from_pretrained(Path(config.init) / "transformer"), channels)
+    else:
+        teacher = CausalWanTransformer(**dict(config.model, in_channels=channels, out_channels=channels))
     # with an EMA, the average is what later stages load (`transformer/`), the trained weights `online/`
     ema = copy.deepcopy(teacher).requires_grad_(False).to(accelerator.device) if config.ema else None
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=0.0)
     teacher, optimizer = accelerator.prepare(teacher, optimizer)
-    data = batches(load_clips(config.data), config.batch_size, generator, config.chunks * config.chunk_frames)
+    data = batches(clips, config.batch_size, generator, config.chunks * config.chunk_frames)
 
     def step_fn(step):
         latents, text = on_device(accelerator, next(data))
@@ -457,6 +473,31 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
         loop(run, accelerator, {"transformer": ema, "online": teacher}, {"online": optimizer}, step_fn)
 
 
+def widened(model: CausalWanTransformer, channels: int) -> CausalWanTransformer:
+    """`model` taking and predicting `channels` latent channels, for the latents of its VAE extended
+    with detail channels (appended after the ones it knows, `TinyVideoVAE.extended`). The new
+    inputs start with zero weight and the new outputs at zero, so the widened model computes
+    exactly what `model` did on its channels and learns the detail from there."""
+    known = model.config.in_channels
+    if channels == known:
+        return model
+    if channels < known or model.config.out_channels != known:
+        raise ValueError(f"cannot widen a model of {known} latent channels to {channels}")
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    wide = CausalWanTransformer(**dict(config, in_channels=channels, out_channels=channels))
+    state = model.state_dict()
+    patch = wide.patch_embedding.weight.detach().zero_()
+    patch[:, :known] = state["patch_embedding.weight"]
+    # proj_out's outputs are (patch position, channel), the channel fastest: widen each position
+    out_weight = wide.proj_out.weight.detach().zero_()
+    out_weight.view(-1, channels, out_weight.shape[1])[:, :known] = state["proj_out.weight"].view(-1, known, out_weight.shape[1])
+    out_bias = wide.proj_out.bias.detach().zero_()
+    out_bias.view(-1, channels)[:, :known] = state["proj_out.bias"].view(-1, known)
+    state.update({"patch_embedding.weight": patch, "proj_out.weight": out_weight, "proj_out.bias": out_bias})
+    wide.load_state_dict(state)
+    return wide
+
+
 @torch.no_grad()
 def update_ema(ema, model, decay: float):
     for average, weight in zip(ema.parameters(), model.parameters()):
@@ -471,7 +512,8 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
     torch.manual_seed(rank_seed(config.seed, accelerator))  # the loss's own noise (randn_like)
-    student = CausalWanTransformer.from_pretrained(Path(config.init) / "transformer")
+    clips = load_clips(config.data)
+    student = widened(CausalWanTransformer.from_pretrained(Path(config.init) / "transformer"), clips["latents"].shape[1])
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
 
     def loss_of(model, latents, text):
@@ -481,7 +523,7 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
                                                            config.logit_normal).to(latents))
 
     objective, optimizer = accelerator.prepare(Objective(student, loss_of), optimizer)
-    data = batches(load_clips(config.data), config.batch_size, generator)
+    data = batches(clips, config.batch_size, generator)
 
     def step_fn(step):
         latents, text = on_device(accelerator, next(data))  # outside autocast: it refuses the stored float16
@@ -496,14 +538,15 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
 def train_dmd(config: TrainConfig, accelerator: Accelerator):
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
-    student = CausalWanTransformer.from_pretrained(Path(config.init) / "transformer")
+    clips = load_clips(config.data)
+    student = widened(CausalWanTransformer.from_pretrained(Path(config.init) / "transformer"), clips["latents"].shape[1])
     teacher = CausalWanTransformer.from_pretrained(Path(config.teacher) / "transformer").eval().requires_grad_(False)
     fake = copy.deepcopy(teacher).train().requires_grad_(True)
     teacher.to(accelerator.device)
     student_opt = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
     fake_opt = torch.optim.AdamW(fake.parameters(), lr=config.lr, weight_decay=0.0)
-    data = batches(load_clips(config.data), config.batch_size, generator)
-    clip = load_clips(config.data)["latents"].shape
+    data = batches(clips, config.batch_size, generator)
+    clip = clips["latents"].shape
     layout, adaptive = layout_of(config), config.anchor == "adaptive"
     sigmas = shifted_sigmas()
     weights = horizon_weights(config.chunks * config.chunk_frames, config.alpha)
