@@ -200,7 +200,8 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         b, c, f, h, w = latents.shape
         tf = self.config.temporal_factor
         units = b * f * tf // self.coded_frames
-        z = (latents * self.std + self.mean).split(self.config.latent_channels - self.config.detail_channels, dim=1)
+        detail = self.config.detail_channels
+        z = (latents * self.std + self.mean).split([c - detail, detail] if detail else [c], dim=1)
         # each encoder's codes back to one per coded unit, then a unit's codes side by side: [base | detail]
         z = torch.cat([part.transpose(1, 2).reshape(units, -1, h, w) for part in z], dim=1)
         x = F.pixel_shuffle(self.decoder(z), self.config.patch_size)
