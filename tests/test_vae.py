@@ -70,3 +70,5 @@ def test_detail_channels_extend_a_vae_without_changing_its_latents(vae):
     assert changed == [4, 5, 6, 7, 10, 11] and change[:, 1:].max() == 0
     with pytest.raises(ValueError, match="already has detail"):
         TinyVideoVAE.extended(extended, 4)
+    wide = TinyVideoVAE.extended(vae, detail_channels=12).eval()  # more detail channels than base ones
+    assert torch.equal(wide.decode(wide.encode(video)), vae.decode(vae.encode(video)))
