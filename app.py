@@ -5,6 +5,11 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+# The model's OpenMP threads sleep between operations instead of spinning: on two cores the spinning
+# took CPU that Gradio and the visitor's browser need (benchmarks/RESULTS.md, "Does the player
+# stall?"). Read when torch starts, so before it is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import gradio as gr
 import spaces
 
