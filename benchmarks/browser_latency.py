@@ -13,7 +13,8 @@ Then, per tab (generate: one stream; compare: two), `--stall-runs` runs of `--st
 played to the end, each in a fresh page: every time a playing <video> waits for data it does not
 have yet (its "waiting" event after it first played, before it ended) is a stall; its length runs
 to the next "playing". Also the status line's generated frames per second, against the 16 the
-video plays at.
+video plays at, and the CPU time per chunk of the app (model and Gradio), of its ffmpeg children and
+of Chromium: on two cores everything a chunk costs must stay under 2 / chunks-per-second-of-playback.
 """
 
 import argparse
@@ -76,6 +77,23 @@ def stalls(events: list, player: str) -> dict:
             "stalled_s": sum(w["seconds"] for w in waits), "waits": waits}
 
 
+def cpu_seconds() -> dict:
+    """CPU time so far of this process (the app), of its finished children (Gradio's ffmpeg) and of
+    the Chromium processes now running."""
+    import psutil
+
+    own = psutil.Process().cpu_times()
+    chromium = 0.0
+    for process in psutil.process_iter(["name"]):
+        if "chrom" in (process.info["name"] or ""):
+            try:
+                times = process.cpu_times()
+                chromium += times.user + times.system
+            except psutil.Error:  # ended meanwhile
+                pass
+    return {"app": own.user + own.system, "ffmpeg": own.children_user + own.children_system, "chromium": chromium}
+
+
 def measure_stalls(page, url: str, tab: str, chunks: int, video_seconds: float, timeout: float = 900) -> dict:
     button, status, players = TABS[tab]
     page.goto(url)
@@ -86,6 +104,7 @@ def measure_stalls(page, url: str, tab: str, chunks: int, video_seconds: float, 
     box.fill(str(chunks))
     box.press("Enter")
     page.evaluate(LISTEN)
+    cpu_before = cpu_seconds()
     page.click(button)
     clicked, generated, fps = time.perf_counter(), None, None
     while time.perf_counter() - clicked < timeout:
@@ -98,7 +117,9 @@ def measure_stalls(page, url: str, tab: str, chunks: int, video_seconds: float, 
             break
         time.sleep(0.25)
     events = page.evaluate("() => window.playerEvents")
+    cpu_after = cpu_seconds()
     return {"tab": tab, "chunks": chunks, "generated_s": generated, "generated_fps": fps,
+            "cpu_s_per_chunk": {k: (cpu_after[k] - cpu_before[k]) / chunks for k in cpu_before},
             "video_s": video_seconds, "players": {player: stalls(events, player) for player in players}}
 
 
