@@ -80,7 +80,8 @@ def plot_losses(chain: list[Path], path: Path):
             points = [(r["step"], r[key]) for r in log if key in r]
             if points:
                 ax.plot(*zip(*points), label=key)
-        ax.set_title(json.loads((folder / "train_config.json").read_text())["stage"], fontsize=10)
+        # the run's folder beside its stage: a chain may hold two runs of a stage (a VAE and its extension)
+        ax.set_title(f'{json.loads((folder / "train_config.json").read_text())["stage"]} ({folder.name})', fontsize=10)
         ax.set_xlabel("step")
         ax.set_yscale("symlog" if any(r.get(k, 1) <= 0 for r in log for k in keys) else "log")
         ax.legend(fontsize=7)
