@@ -161,13 +161,12 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         """`base` with `detail_channels` more latent channels from a new encoder. The base encoder,
         its latent statistics and the decoder are copied, the decoder's weights for the new channels
         start at zero: the extended VAE decodes exactly as `base` until the detail is trained."""
-        config = {k: v for k, v in base.config.items() if not k.startswith("_")}
-        if config["detail_channels"]:
+        if base.config.detail_channels:
             raise ValueError("this VAE already has detail channels")
-        channels = config["latent_channels"]
-        vae = cls(**dict(config, latent_channels=channels + detail_channels, detail_channels=detail_channels,
-                         latent_mean=base.mean.flatten().tolist() + [0.0] * detail_channels,
-                         latent_std=base.std.flatten().tolist() + [1.0] * detail_channels))
+        vae = cls.from_config(base.config, latent_channels=base.config.latent_channels + detail_channels,
+                              detail_channels=detail_channels,
+                              latent_mean=base.mean.flatten().tolist() + [0.0] * detail_channels,
+                              latent_std=base.std.flatten().tolist() + [1.0] * detail_channels)
         vae.encoder.load_state_dict(base.encoder.state_dict())
         decoder = base.decoder.state_dict()
         first = vae.decoder[0].weight.detach().zero_()  # frame code [base | detail] → features

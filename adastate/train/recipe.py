@@ -443,10 +443,10 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
     generator = rank_generator(config, accelerator)
     torch.manual_seed(config.seed)
     clips = load_clips(config.data)
-    channels = clips["latents"].shape[1]  # the data's VAE decides the latent channels
     if config.init:  # start from earlier weights (a campaign snapshot); a checkpoint in --out still wins
-        teacher = widened(CausalWanTransformer.from_pretrained(Path(config.init) / "transformer"), channels)
-    else:
+        teacher = start_from(config.init, clips)
+    else:  # the data's VAE decides the latent channels
+        channels = clips["latents"].shape[1]
         teacher = CausalWanTransformer(**dict(config.model, in_channels=channels, out_channels=channels))
     # with an EMA, the average is what later stages load (`transformer/`), the trained weights `online/`
     ema = copy.deepcopy(teacher).requires_grad_(False).to(accelerator.device) if config.ema else None
@@ -473,6 +473,11 @@ def train_teacher(config: TrainConfig, accelerator: Accelerator):
         loop(run, accelerator, {"transformer": ema, "online": teacher}, {"online": optimizer}, step_fn)
 
 
+def start_from(folder: str, clips: dict) -> CausalWanTransformer:
+    """The transformer of the stage folder `folder`, widened to the latent channels of `clips`."""
+    return widened(CausalWanTransformer.from_pretrained(Path(folder) / "transformer"), clips["latents"].shape[1])
+
+
 def widened(model: CausalWanTransformer, channels: int) -> CausalWanTransformer:
     """`model` taking and predicting `channels` latent channels, for the latents of its VAE extended
     with detail channels (appended after the ones it knows, `TinyVideoVAE.extended`). The new
@@ -483,8 +488,7 @@ def widened(model: CausalWanTransformer, channels: int) -> CausalWanTransformer:
         return model
     if channels < known or model.config.out_channels != known:
         raise ValueError(f"cannot widen a model of {known} latent channels to {channels}")
-    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-    wide = CausalWanTransformer(**dict(config, in_channels=channels, out_channels=channels))
+    wide = CausalWanTransformer.from_config(model.config, in_channels=channels, out_channels=channels)
     state = model.state_dict()
     patch = wide.patch_embedding.weight.detach().zero_()
     patch[:, :known] = state["patch_embedding.weight"]
@@ -513,7 +517,7 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
     generator = rank_generator(config, accelerator)
     torch.manual_seed(rank_seed(config.seed, accelerator))  # the loss's own noise (randn_like)
     clips = load_clips(config.data)
-    student = widened(CausalWanTransformer.from_pretrained(Path(config.init) / "transformer"), clips["latents"].shape[1])
+    student = start_from(config.init, clips)
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
 
     def loss_of(model, latents, text):
@@ -539,7 +543,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
     clips = load_clips(config.data)
-    student = widened(CausalWanTransformer.from_pretrained(Path(config.init) / "transformer"), clips["latents"].shape[1])
+    student = start_from(config.init, clips)
     teacher = CausalWanTransformer.from_pretrained(Path(config.teacher) / "transformer").eval().requires_grad_(False)
     fake = copy.deepcopy(teacher).train().requires_grad_(True)
     teacher.to(accelerator.device)
