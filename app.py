@@ -28,9 +28,9 @@ EXAMPLES = showcase_examples(Path(__file__).parent / "docs" / "eval" / "examples
 ])
 EXPLANATION = """
 **AdaState** streams a video chunk by chunk (a chunk: 3 latent frames, a fraction of a second).
-Beside the video you see what the model keeps as its scene anchor. In **adaptive** mode that is a hidden *state* the model
-denoises together with every chunk and writes back into its memory; it evolves with the scene and
-is never shown as video. In **static** mode (the Self-Forcing baseline) the anchor is the first
+Beside the video you see what the model keeps as its scene anchor. In **adaptive** mode that is a
+hidden *state* the model denoises together with every chunk and writes back into its memory; it
+evolves with the scene and is never shown as video. In **static** mode (the Self-Forcing baseline) the anchor is the first
 frame, frozen for ever. The *colours* are a fixed projection of the anchor latent (same colours,
 same state); the *peek* decodes it as if it were video. Plots: motion in the frames, the share of
 attention the new chunk gives the anchor, and how much the anchor changed.
