@@ -324,3 +324,18 @@ def test_a_run_continued_from_another_of_its_stage_comes_after_it_on_the_card(tm
     first = run("dmd-first", stage="dmd", teacher=str(teacher))
     resumed = run("dmd-resumed", stage="dmd", init=str(first), teacher=str(teacher))
     assert provenance(resumed) == [teacher, first, resumed]
+
+
+def test_a_run_extending_shipped_weights_comes_after_the_run_that_started_from_nothing(tmp_path):
+    from adastate.train.card import provenance
+
+    def run(name, **config):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train_config.json").write_text(json.dumps({"out": str(folder), **config}))
+        return folder
+
+    detail = run("vae-detail", stage="vae", init=str(tmp_path / "shipped"))  # outside the chain
+    base = run("vae", stage="vae")
+    data = run("data", stage="data", vae=str(base))
+    assert provenance(detail, data) == provenance(data, detail) == [base, detail, data]

@@ -22,9 +22,10 @@ def provenance(*run_dirs) -> list[Path]:
         todo += links[folder][1]
 
     def generation(folder, seen=()) -> int:
-        """0 for a run that starts from no run of the chain, else 1 + the latest it starts from."""
-        return 1 + max((generation(link, seen + (folder,)) for link in links[folder][1]
-                        if link in links and link not in seen), default=-1)
+        """0 for a run that starts from nothing, else 1 + the latest run it starts from; weights from
+        outside the chain (shipped ones, e.g. the VAE a detail VAE extends) count as a run before it."""
+        return 1 + max((generation(link, seen + (folder,)) if link in links else 0
+                        for link in links[folder][1] if link not in seen), default=-1)
 
     order = ["vae", "decoder", "data", "teacher", "causal", "dmd"]
     return sorted(links, key=lambda f: (order.index(links[f][0]), generation(f)))
