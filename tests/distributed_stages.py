@@ -60,7 +60,8 @@ def main(data: str, out: str):
     common = dict(data=data, steps=STEPS, batch_size=2, chunks=2, lr=1e-3, model=dict(TEST_CONFIG),
                   log_every=1, save_every=STEPS)
     stages = [("teacher", {}), ("causal", {"init": f"{out}/teacher"}),
-              ("dmd", {"init": f"{out}/causal", "teacher": f"{out}/teacher", "fake_updates": 1}),
+              ("dmd", {"init": f"{out}/causal", "teacher": f"{out}/teacher", "fake_updates": 1,
+                      "regression_weight": 0.5}),  # the regression term joins the same backward
               ("vae", {"vae_model": dict(TINY_VAE_CONFIG, hidden_channels=[16, 16], res_blocks=1), "size": 16})]
     for stage, extra in stages:
         log[stage] = log["current"] = {"batches": [], "rollouts": [], "weights": []}

@@ -141,6 +141,24 @@ def test_stages_train_under_bfloat16_autocast_with_float32_weights(clips, tmp_pa
         assert {w.dtype for w in weights.values()} == {torch.float32}
 
 
+
+def test_dmd_regression_term_is_the_only_update_when_real_and_fake_scores_agree(clips, tmp_path):
+    """With no fake-score updates and no guidance the fake score is the teacher, so DMD's gradient
+    is exactly zero: the student moves only through the regression term, and only when it is on."""
+    teacher = tmp_path / "teacher"
+    train(config("teacher", teacher, data=str(clips), steps=2, lr=3e-3))
+    before = load_file(teacher / "transformer" / "diffusion_pytorch_model.safetensors")
+    moved = {}
+    for weight in (0.0, 1.0):
+        dmd = tmp_path / f"dmd-{weight}"
+        train(config("dmd", dmd, data=str(clips), init=str(teacher), teacher=str(teacher), steps=1, lr=1e-3,
+                     fake_updates=0, guidance=1.0, regression_weight=weight))
+        after = load_file(dmd / "transformer" / "diffusion_pytorch_model.safetensors")
+        moved[weight] = max((after[k] - before[k]).abs().max().item() for k in before)
+        assert abs(losses(dmd, "dmd")[0]) < 1e-6
+    assert moved[0.0] == 0.0 and moved[1.0] > 1e-4, moved
+    assert len(losses(tmp_path / "dmd-1.0", "regression")) == 1 and not losses(tmp_path / "dmd-0.0", "regression")
+
 # the embedded VAE's architecture at test width
 TEST_VAE_CONFIG = dict(TINY_VAE_CONFIG, hidden_channels=[16, 16], res_blocks=1)
 

@@ -71,7 +71,7 @@ def plot_losses(chain: list[Path], path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ("loss", "dmd", "fake")
+    keys = ("loss", "dmd", "fake", "regression")
     logs = {folder: read_log(folder) for folder in chain}
     trained = [folder for folder, log in logs.items() if any(key in r for r in log for key in keys)]  # not data
     fig, axes = plt.subplots(1, len(trained), figsize=(3.4 * len(trained), 2.8), squeeze=False)
@@ -111,7 +111,7 @@ def stage_lines(chain: list[Path]) -> list[str]:
             step = log[-1]["step"] if log else "?"
         trained = [record for record in log if {"loss", "dmd"} & set(record) and record["step"] <= step]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in (trained[-1] if trained else {}).items()
-                           if k in ("loss", "l1", "psnr", "dmd", "fake"))
+                           if k in ("loss", "l1", "psnr", "dmd", "fake", "regression"))
         lines.append(f"- **{config['stage']}**: `{command_of(config)}` — {step} steps, "
                      f"{wall_clock(log) / 60:.1f} min wall-clock on 2 CPU cores" + (f"; last logged {losses}" if losses else ""))
     return lines

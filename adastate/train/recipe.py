@@ -61,6 +61,8 @@ class TrainConfig:
     alpha: float = 2.0             # horizon weight exponent (paper: 2 best at 5 s, 4 at 30 s)
     guidance: float = 3.0          # classifier-free guidance of the real score
     fake_updates: int = 2          # fake-score updates per student update (DMD2 uses 5)
+    regression_weight: float = 0.0  # dmd: weight of the causal stage's teacher-forced loss on data, added to the
+                                   # DMD loss (DMD alone wore down the progression the causal stage learned)
     caption_dropout: float = 0.1   # teacher: learn the unconditional score for guidance
     clips: int = 512               # data: how many clips
     mirror: bool = False           # data: add each clip mirrored, captioned with the opposite pan
@@ -570,11 +572,22 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
                                      generator=generator, grad_chunks=config.chunks)
         return video[:, :, -config.chunks * config.chunk_frames:]
 
-    rollout, fake, student_opt, fake_opt = accelerator.prepare(Objective(student, rollout_of), fake, student_opt,
+    def student_terms(model, text, step, latents=None):
+        """The rollout, and with `latents` the causal stage's loss on them, in one forward (one
+        backward through the prepared model). That loss keeps the student's chunks (and the state,
+        whose target there is its chunk's last frame) tied to how the data's scenes go on."""
+        video = rollout_of(model, text, step)
+        if latents is None:
+            return video, None
+        return video, teacher_forced_loss(model, model.encode_text(text), latents, layout, adaptive,
+                                          lambda b: sample_sigmas(b, generator, config.sigma_shift,
+                                                                  config.logit_normal).to(latents))
+
+    rollout, fake, student_opt, fake_opt = accelerator.prepare(Objective(student, student_terms), fake, student_opt,
                                                                fake_opt)
 
     def step_fn(step):
-        _, text = on_device(accelerator, next(data))
+        latents, text = on_device(accelerator, next(data))
         null_text = torch.zeros_like(text)
         losses = {}
         # fake score: flow matching on the student's current outputs (no student gradients). Its
@@ -582,7 +595,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         # 1.9x slower (35.6 vs 18.7 s at batch 4, rollouts of up to 4 chunks, 5 fake updates, one
         # thread beside other jobs)
         with torch.no_grad(), autocast(config, accelerator):
-            video = rollout(text, step)
+            video, _ = rollout(text, step)
         for _ in range(config.fake_updates):
             sigma = sample_sigmas(video.shape[0], generator).to(video)
             noise = torch.randn(video.shape, generator=generator).to(video)
@@ -593,7 +606,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
             losses["fake"] = fake_loss
         # student: DMD through the chunks that carry gradients, horizon weighted
         with autocast(config, accelerator):
-            video = rollout(text, step)
+            video, regression = rollout(text, step, latents if config.regression_weight else None)
         sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98).to(video)
         noise = torch.randn(video.shape, generator=generator).to(video)
         with torch.no_grad(), autocast(config, accelerator):
@@ -601,8 +614,11 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
             real_x0 = guided_x0(teacher, x_t, sigma, text, null_text, config.guidance)
             fake_x0 = guided_x0(accelerator.unwrap_model(fake), x_t, sigma, text, null_text, 1.0)
         loss = dmd_loss(video, real_x0, fake_x0, weights)
-        optimise(accelerator, student_opt, loss, rollout)
         losses["dmd"] = loss
+        if regression is not None:
+            losses["regression"] = regression
+            loss = loss + config.regression_weight * regression
+        optimise(accelerator, student_opt, loss, rollout)
         return losses
 
     loop(run, accelerator, {"transformer": student, "fake_score": fake},
