@@ -9,6 +9,10 @@ from pathlib import Path
 LINKS = ("init", "teacher", "data", "vae")  # the config keys that name the runs a run starts from
 
 
+def run_config(folder: Path) -> dict:
+    return json.loads((folder / "train_config.json").read_text())
+
+
 def provenance(*run_dirs) -> list[Path]:
     """The stage folders behind runs, earliest first, following their LINKS. Within a stage, a run
     continued from another run's weights (--init, e.g. DMD resumed from a snapshot) comes after it."""
@@ -17,7 +21,7 @@ def provenance(*run_dirs) -> list[Path]:
         folder = todo.pop()
         if folder in links or not (folder / "train_config.json").exists():
             continue
-        config = json.loads((folder / "train_config.json").read_text())
+        config = run_config(folder)
         links[folder] = (config["stage"], [Path(config[key]) for key in LINKS if config.get(key)])
         todo += links[folder][1]
 
@@ -82,7 +86,7 @@ def plot_losses(chain: list[Path], path: Path):
             if points:
                 ax.plot(*zip(*points), label=key)
         # the run's folder beside its stage: a chain may hold two runs of a stage (a VAE and its extension)
-        ax.set_title(f'{json.loads((folder / "train_config.json").read_text())["stage"]} ({folder.name})', fontsize=10)
+        ax.set_title(f'{run_config(folder)["stage"]} ({folder.name})', fontsize=10)
         ax.set_xlabel("step")
         ax.set_yscale("symlog" if any(r.get(k, 1) <= 0 for r in log for k in keys) else "log")
         ax.legend(fontsize=7)
@@ -105,7 +109,7 @@ def stage_lines(chain: list[Path]) -> list[str]:
     past its last checkpoint; those steps are not in the weights)."""
     lines = []
     for folder in chain:
-        config, log = json.loads((folder / "train_config.json").read_text()), read_log(folder)
+        config, log = run_config(folder), read_log(folder)
         step = checkpoint_step(folder)
         if step is None:
             step = log[-1]["step"] if log else "?"
@@ -124,7 +128,7 @@ def snapshot(model_run, vae_run, out):
     out/teacher` and `--init out/teacher` work as on the runs, with a card that says how far every
     stage got and how to continue it."""
     out, model_run, vae_run = Path(out), Path(model_run), Path(vae_run)
-    model_config, vae_config = (json.loads((run / "train_config.json").read_text()) for run in (model_run, vae_run))
+    model_config, vae_config = run_config(model_run), run_config(vae_run)
     stage, vae_stage = model_config["stage"], vae_config["stage"]  # vae_stage: vae, or its decoder fine-tune
     for run, name, model in ((model_run, stage, "transformer"), (vae_run, vae_stage, "vae")):
         copy_weights(out / name, {model: run / model})
