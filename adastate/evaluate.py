@@ -465,7 +465,8 @@ def markdown(summary: dict) -> str:
     modes, phase = summary["modes"], summary["phase_chunks"]
     at, after = summary["switch"]["at"], summary["switch"]["chunks_after"]
     first = next(iter(modes.values()))
-    rows = [("direction agrees with the prompt (share of runs)", lambda m: m["direction_agreement"], None),
+    rows = [("runs (prompts × seeds; the teacher draws the first seed only)", lambda m: m["runs"], None),
+            ("direction agrees with the prompt (share of runs)", lambda m: m["direction_agreement"], None),
             (f"pan speed / requested, first {phase} chunks (median over runs)", lambda m: m["speed_ratio_first"], None),
             (f"pan speed / requested, last {phase} chunks (median over runs)", lambda m: m["speed_ratio_last"], None),
             ("frame pairs within 20 % of the requested pan", lambda m: m["pan_fidelity"], None),
@@ -480,8 +481,8 @@ def markdown(summary: dict) -> str:
              lambda m: m["switch_reach"], None),
             ("anchor attention share (chunks ≥ 1)", lambda m: m["anchor_attention_share"], None),
             ("seconds for all runs", lambda m: m["seconds"], None)]
-    lines = [f"{summary['chunks']} chunks per run, training horizon {summary['training_horizon']} chunks, "
-             f"{first['runs']} runs per mode. How each number is measured: `adastate/evaluate.py`.", "",
+    lines = [f"{summary['chunks']} chunks per run, training horizon {summary['training_horizon']} chunks. "
+             "How each number is measured: `adastate/evaluate.py`.", "",
              "| | " + " | ".join(modes) + " | ground truth |", "| --- |" + " --- |" * (len(modes) + 1)]
     lines += [f"| {label} | " + " | ".join(fmt(get(m)) for m in modes.values()) + f" | {fmt(truth)} |"
               for label, get, truth in rows]

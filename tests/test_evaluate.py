@@ -144,6 +144,8 @@ def test_evaluate_writes_summary_runs_plots_and_table(test_backend, tmp_path):
     table = (tmp_path / "RESULTS.md").read_text()
     assert "| adaptive: realism classifier accuracy |" in table and "contact_sheet.png" in table
     assert "encoded and decoded by the students' VAE" in table
+    runs = [summary["modes"][mode]["runs"] for mode in summary["modes"]]
+    assert "| runs (prompts × seeds; the teacher draws the first seed only) | " + " | ".join(map(str, runs)) in table
     # three runs on the sheet: two worlds (ground truth, adaptive, static) and the plain prompt
     # (adaptive, static); frames 8 px high upscaled to 192, chunks 0 and 3
     width, height = Image.open(tmp_path / "contact_sheet.png").size
