@@ -329,31 +329,27 @@ def test_card_reports_the_checkpoint_step_not_steps_logged_after_it(tmp_path):
     assert "— 1500 steps" in line and "loss 0.0006667" in line and "1525" not in line
 
 
+def run_folder(tmp_path, name, **config):
+    """A stage folder holding only its train_config.json: what the card's provenance reads."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "train_config.json").write_text(json.dumps({"out": str(folder), **config}))
+    return folder
+
+
 def test_a_run_continued_from_another_of_its_stage_comes_after_it_on_the_card(tmp_path):
     from adastate.train.card import provenance
 
-    def run(name, **config):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "train_config.json").write_text(json.dumps({"out": str(folder), **config}))
-        return folder
-
-    teacher = run("teacher", stage="teacher")
-    first = run("dmd-first", stage="dmd", teacher=str(teacher))
-    resumed = run("dmd-resumed", stage="dmd", init=str(first), teacher=str(teacher))
+    teacher = run_folder(tmp_path, "teacher", stage="teacher")
+    first = run_folder(tmp_path, "dmd-first", stage="dmd", teacher=str(teacher))
+    resumed = run_folder(tmp_path, "dmd-resumed", stage="dmd", init=str(first), teacher=str(teacher))
     assert provenance(resumed) == [teacher, first, resumed]
 
 
 def test_a_run_extending_shipped_weights_comes_after_the_run_that_started_from_nothing(tmp_path):
     from adastate.train.card import provenance
 
-    def run(name, **config):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "train_config.json").write_text(json.dumps({"out": str(folder), **config}))
-        return folder
-
-    detail = run("vae-detail", stage="vae", init=str(tmp_path / "shipped"))  # outside the chain
-    base = run("vae", stage="vae")
-    data = run("data", stage="data", vae=str(base))
+    detail = run_folder(tmp_path, "vae-detail", stage="vae", init=str(tmp_path / "shipped"))  # outside the chain
+    base = run_folder(tmp_path, "vae", stage="vae")
+    data = run_folder(tmp_path, "data", stage="data", vae=str(base))
     assert provenance(detail, data) == provenance(data, detail) == [base, detail, data]
