@@ -561,13 +561,13 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
     if longest < config.chunks:
         raise ValueError(f"rollout_chunks must be 0 or at least chunks ({config.chunks}), got {config.rollout_chunks}")
 
-    def rollout_of(model, text, step):
+    def rollout_of(model, text_kv, step):
         """The student's last `chunks` chunks of a rollout that ends at a random chunk up to `rollout_chunks`
         (the chunks before them are context without gradients): so it learns to keep going past the window."""
         length = config.chunks
         if longest > config.chunks:
             length = int(torch.randint(config.chunks, longest + 1, (1,), generator=generator))
-        video = self_forcing_rollout(model, model.encode_text(text), layout, block_shape, length, sigmas,
+        video = self_forcing_rollout(model, text_kv, layout, block_shape, length, sigmas,
                                      seed=rank_seed(config.seed * 1_000_003 + step, accelerator),
                                      generator=generator, grad_chunks=config.chunks)
         return video[:, :, -config.chunks * config.chunk_frames:]
@@ -576,10 +576,11 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         """The rollout, and with `latents` the causal stage's loss on them, in one forward (one
         backward through the prepared model). That loss keeps the student's chunks (and the state,
         whose target there is its chunk's last frame) tied to how the data's scenes go on."""
-        video = rollout_of(model, text, step)
+        text_kv = model.encode_text(text)
+        video = rollout_of(model, text_kv, step)
         if latents is None:
             return video, None
-        return video, teacher_forced_loss(model, model.encode_text(text), latents, layout, adaptive,
+        return video, teacher_forced_loss(model, text_kv, latents, layout, adaptive,
                                           lambda b: sample_sigmas(b, generator, config.sigma_shift,
                                                                   config.logit_normal).to(latents))
 
