@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 from adastate.model import AnchorWindowCache, CacheLayout, CausalWanTransformer
 from adastate.sampling import denoise_block, shifted_sigmas, write_cache
 from adastate.train.losses import dmd_loss, horizon_weights
-from adastate.train.recipe import TrainConfig, train
+from adastate.train import recipe
+from adastate.train.recipe import TrainConfig, sample_sigmas, train
 from adastate.vae import TINY_VAE_CONFIG
 from adastate.train.rollout import self_forcing_rollout
 from conftest import TEST_CONFIG
@@ -158,6 +159,25 @@ def test_dmd_regression_term_is_the_only_update_when_real_and_fake_scores_agree(
         assert abs(losses(dmd, "dmd")[0]) < 1e-6
     assert moved[0.0] == 0.0 and moved[1.0] > 1e-4, moved
     assert len(losses(tmp_path / "dmd-1.0", "regression")) == 1 and not losses(tmp_path / "dmd-0.0", "regression")
+
+def test_dmd_draws_its_noise_levels_with_the_dmd_shift(clips, tmp_path, monkeypatch):
+    """--dmd-sigma-shift warps the noise levels of the fake score's updates and of the DMD loss;
+    --sigma-shift stays the teacher-forced (regression) term's."""
+    teacher = tmp_path / "teacher"
+    train(config("teacher", teacher, data=str(clips), steps=1, lr=1e-3))
+    shifts = []
+
+    def recording(batch, generator=None, shift=recipe.DEFAULT_SHIFT, logit_normal=False):
+        shifts.append(shift)
+        return sample_sigmas(batch, generator, shift, logit_normal)
+
+    monkeypatch.setattr(recipe, "sample_sigmas", recording)
+    train(config("dmd", tmp_path / "dmd", data=str(clips), init=str(teacher), teacher=str(teacher), steps=1,
+                 lr=1e-4, fake_updates=2, regression_weight=0.5, sigma_shift=2.0, dmd_sigma_shift=1.5))
+    assert sorted(shifts).count(1.5) == 3 and set(shifts) == {1.5, 2.0}, shifts
+    with pytest.raises(ValueError, match="--dmd-sigma-shift 0"):
+        train(config("dmd", tmp_path / "bad", dmd_sigma_shift=0.0))
+
 
 # the embedded VAE's architecture at test width
 TEST_VAE_CONFIG = dict(TINY_VAE_CONFIG, hidden_channels=[16, 16], res_blocks=1)

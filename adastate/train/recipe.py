@@ -63,6 +63,9 @@ class TrainConfig:
     fake_updates: int = 2          # fake-score updates per student update (DMD2 uses 5)
     regression_weight: float = 0.0  # dmd: weight of the causal stage's teacher-forced loss on data, added to the
                                    # DMD loss (DMD alone wore down the progression the causal stage learned)
+    dmd_sigma_shift: float = DEFAULT_SHIFT  # dmd: noise levels of the DMD loss and the fake score's updates warped by
+                                   # this shift. At 5 most draws are near pure noise, where the guided teacher
+                                   # predicts the caption's typical look; a smaller shift spends DMD on detail
     caption_dropout: float = 0.1   # teacher: learn the unconditional score for guidance
     clips: int = 512               # data: how many clips
     mirror: bool = False           # data: add each clip mirrored, captioned with the opposite pan
@@ -598,7 +601,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         with torch.no_grad(), autocast(config, accelerator):
             video, _ = rollout(text, step)
         for _ in range(config.fake_updates):
-            sigma = sample_sigmas(video.shape[0], generator).to(video)
+            sigma = sample_sigmas(video.shape[0], generator, config.dmd_sigma_shift).to(video)
             noise = torch.randn(video.shape, generator=generator).to(video)
             with autocast(config, accelerator):
                 velocity = fake(noised(video, noise, sigma), 1000 * sigma, text).sample
@@ -608,7 +611,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         # student: DMD through the chunks that carry gradients, horizon weighted
         with autocast(config, accelerator):
             video, regression = rollout(text, step, latents if config.regression_weight else None)
-        sigma = sample_sigmas(video.shape[0], generator).clamp(0.02, 0.98).to(video)
+        sigma = sample_sigmas(video.shape[0], generator, config.dmd_sigma_shift).clamp(0.02, 0.98).to(video)
         noise = torch.randn(video.shape, generator=generator).to(video)
         with torch.no_grad(), autocast(config, accelerator):
             x_t = noised(video, noise, sigma)
@@ -631,6 +634,9 @@ def train(config: TrainConfig):
         raise ValueError(f"unknown stage {config.stage!r}; choose one of: {', '.join(STAGES)}")
     if config.anchor not in ("adaptive", "static"):
         raise ValueError(f"unknown anchor mode {config.anchor!r}")
+    if min(config.sigma_shift, config.dmd_sigma_shift) <= 0:
+        raise ValueError(f"noise-level shifts must be positive, got --sigma-shift {config.sigma_shift}, "
+                         f"--dmd-sigma-shift {config.dmd_sigma_shift}")
     if config.stage == "ship":
         from .card import ship
         return ship(config.init, config.vae, config.out, config.anchor)
