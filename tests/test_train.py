@@ -142,7 +142,6 @@ def test_stages_train_under_bfloat16_autocast_with_float32_weights(clips, tmp_pa
         assert {w.dtype for w in weights.values()} == {torch.float32}
 
 
-
 def test_dmd_regression_term_is_the_only_update_when_real_and_fake_scores_agree(clips, tmp_path):
     """With no fake-score updates and no guidance the fake score is the teacher, so DMD's gradient
     is exactly zero: the student moves only through the regression term, and only when it is on."""
@@ -159,6 +158,7 @@ def test_dmd_regression_term_is_the_only_update_when_real_and_fake_scores_agree(
         assert abs(losses(dmd, "dmd")[0]) < 1e-6
     assert moved[0.0] == 0.0 and moved[1.0] > 1e-4, moved
     assert len(losses(tmp_path / "dmd-1.0", "regression")) == 1 and not losses(tmp_path / "dmd-0.0", "regression")
+
 
 def test_dmd_draws_its_noise_levels_with_the_dmd_shift(clips, tmp_path, monkeypatch):
     """--dmd-sigma-shift warps the noise levels of the fake score's updates and of the DMD loss;

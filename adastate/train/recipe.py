@@ -517,6 +517,14 @@ def layout_of(config: TrainConfig) -> CacheLayout:
     return CacheLayout(config.chunk_frames, 1, config.window_chunks)
 
 
+def causal_loss(config: TrainConfig, generator: torch.Generator, model, text_kv, latents: torch.Tensor):
+    """The causal stage's teacher-forced loss, with its noise levels (--sigma-shift, --logit-normal):
+    the causal stage's objective, and DMD's regression term."""
+    return teacher_forced_loss(model, text_kv, latents, layout_of(config), config.anchor == "adaptive",
+                               lambda b: sample_sigmas(b, generator, config.sigma_shift,
+                                                       config.logit_normal).to(latents))
+
+
 def train_causal(config: TrainConfig, accelerator: Accelerator):
     run = Run(config, accelerator)
     generator = rank_generator(config, accelerator)
@@ -526,10 +534,7 @@ def train_causal(config: TrainConfig, accelerator: Accelerator):
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=0.0)
 
     def loss_of(model, latents, text):
-        return teacher_forced_loss(model, model.encode_text(text), latents, layout_of(config),
-                                   config.anchor == "adaptive",
-                                   lambda b: sample_sigmas(b, generator, config.sigma_shift,
-                                                           config.logit_normal).to(latents))
+        return causal_loss(config, generator, model, model.encode_text(text), latents)
 
     objective, optimizer = accelerator.prepare(Objective(student, loss_of), optimizer)
     data = batches(clips, config.batch_size, generator)
@@ -583,9 +588,7 @@ def train_dmd(config: TrainConfig, accelerator: Accelerator):
         video = rollout_of(model, text_kv, step)
         if latents is None:
             return video, None
-        return video, teacher_forced_loss(model, text_kv, latents, layout, adaptive,
-                                          lambda b: sample_sigmas(b, generator, config.sigma_shift,
-                                                                  config.logit_normal).to(latents))
+        return video, causal_loss(config, generator, model, text_kv, latents)
 
     rollout, fake, student_opt, fake_opt = accelerator.prepare(Objective(student, student_terms), fake, student_opt,
                                                                fake_opt)
