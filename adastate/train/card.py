@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 LINKS = ("init", "teacher", "data", "vae")  # the config keys that name the runs a run starts from
+LOSSES = ("loss", "dmd", "fake", "regression")  # the log keys that training stages write (plotted, and on the card)
 
 
 def run_config(folder: Path) -> dict:
@@ -75,20 +76,19 @@ def plot_losses(chain: list[Path], path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ("loss", "dmd", "fake", "regression")
     logs = {folder: read_log(folder) for folder in chain}
-    trained = [folder for folder, log in logs.items() if any(key in r for r in log for key in keys)]  # not data
+    trained = [folder for folder, log in logs.items() if any(key in r for r in log for key in LOSSES)]  # not data
     fig, axes = plt.subplots(1, len(trained), figsize=(3.4 * len(trained), 2.8), squeeze=False)
     for ax, folder in zip(axes[0], trained):
         log = logs[folder]
-        for key in keys:
+        for key in LOSSES:
             points = [(r["step"], r[key]) for r in log if key in r]
             if points:
                 ax.plot(*zip(*points), label=key)
         # the run's folder beside its stage: a chain may hold two runs of a stage (a VAE and its extension)
         ax.set_title(f'{run_config(folder)["stage"]} ({folder.name})', fontsize=10)
         ax.set_xlabel("step")
-        ax.set_yscale("symlog" if any(r.get(k, 1) <= 0 for r in log for k in keys) else "log")
+        ax.set_yscale("symlog" if any(r.get(k, 1) <= 0 for r in log for k in LOSSES) else "log")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -115,7 +115,7 @@ def stage_lines(chain: list[Path]) -> list[str]:
             step = log[-1]["step"] if log else "?"
         trained = [record for record in log if {"loss", "dmd"} & set(record) and record["step"] <= step]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in (trained[-1] if trained else {}).items()
-                           if k in ("loss", "l1", "psnr", "dmd", "fake", "regression"))
+                           if k in LOSSES + ("l1", "psnr"))
         lines.append(f"- **{config['stage']}**: `{command_of(config)}` — {step} steps, "
                      f"{wall_clock(log) / 60:.1f} min wall-clock on 2 CPU cores" + (f"; last logged {losses}" if losses else ""))
     return lines
