@@ -3,6 +3,7 @@ and gradients flow through the state recurrence."""
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -140,6 +141,20 @@ def test_stages_train_under_bfloat16_autocast_with_float32_weights(clips, tmp_pa
     for folder in (causal, dmd):
         weights = load_file(folder / "transformer" / "diffusion_pytorch_model.safetensors")
         assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_bf16_warns_on_a_cpu_that_emulates_bfloat16(clips, tmp_path, monkeypatch):
+    def bf16_run(units: bool) -> list[str]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: units)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(config("teacher", tmp_path / f"teacher-{units}", data=str(clips), steps=1, bf16=True))
+        return [str(w.message) for w in caught if "bfloat16 units" in str(w.message)]
+
+    emulated = bf16_run(units=False)
+    assert len(emulated) == 1 and "leave out --bf16" in emulated[0]
+    assert bf16_run(units=True) == []
 
 
 def test_dmd_regression_term_is_the_only_update_when_real_and_fake_scores_agree(clips, tmp_path):

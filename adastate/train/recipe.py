@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -88,7 +89,8 @@ class TrainConfig:
     logit_normal: bool = False     # teacher/causal: logit-normal instead of uniform noise levels
     ema: float = 0.0               # teacher: decay of an EMA of the weights, saved as the model (0: none)
     bf16: bool = False             # teacher/causal/dmd: bfloat16 autocast (weights, norms, optimiser stay float32):
-                                   # 1.4x on this CPU's avx512_bf16 (benchmarks/RESULTS.md, "Training throughput")
+                                   # 1.4x on a CPU with avx512_bf16, far slower without (benchmarks/RESULTS.md,
+                                   # "Training throughput")
     warmup: int = 0                # steps of linear learning-rate warm-up
     lr_floor: float = 1.0          # cosine decay to lr * lr_floor at the last step (1: constant)
     save_every: int = 100
@@ -245,6 +247,12 @@ def loop(run: Run, accelerator: Accelerator, models: dict, optimizers: dict, ste
         if step % config.save_every == 0 or step == config.steps:
             run.save(step, models, optimizers)
             accelerator.wait_for_everyone()  # the next stage (or a resume) reads what the main process wrote
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls run on their own units: a CUDA device, or a CPU with avx512_bf16 or AMX.
+    Elsewhere PyTorch emulates them (an AVX2-only CPU: a 512x512 matmul 31x slower than float32)."""
+    return device.type != "cpu" or torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def autocast(config: TrainConfig, accelerator: Accelerator):
@@ -647,5 +655,9 @@ def train(config: TrainConfig):
         from .card import snapshot
         return snapshot(config.init, config.vae, config.out)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    if config.bf16 and not native_bfloat16(accelerator.device):
+        warnings.warn("--bf16 on a CPU without bfloat16 units (no avx512_bf16, no AMX): its matmuls are emulated, "
+                      "so a step runs several times slower than in float32 (a DMD step: 87 s instead of 12 s on "
+                      "an AVX2 CPU); leave out --bf16 here", stacklevel=2)
     {"vae": train_vae, "decoder": train_decoder, "data": build_data, "teacher": train_teacher, "causal": train_causal,
      "dmd": train_dmd}[config.stage](config, accelerator)
