@@ -194,15 +194,21 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
         mean, _ = self.encode_moments(video)
         return (mean - self.mean) / self.std
 
+    def frame_codes(self, latents: torch.Tensor) -> list[torch.Tensor]:
+        """Latents [B, C, f, h, w] → each encoder's codes (base, then detail if any), one per coded
+        unit (a frame when `frame_wise`), units of a video in time order: [B * units, c, h, w]."""
+        b, c, f, h, w = latents.shape
+        units = b * f * self.config.temporal_factor // self.coded_frames
+        detail = self.config.detail_channels
+        parts = latents.split([c - detail, detail] if detail else [c], dim=1)
+        return [part.transpose(1, 2).reshape(units, -1, h, w) for part in parts]
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [B, C, f, h, w] → video [B, 3, f * temporal_factor, H, W] in [-1, 1]."""
         b, c, f, h, w = latents.shape
         tf = self.config.temporal_factor
-        units = b * f * tf // self.coded_frames
-        detail = self.config.detail_channels
-        z = (latents * self.std + self.mean).split([c - detail, detail] if detail else [c], dim=1)
-        # each encoder's codes back to one per coded unit, then a unit's codes side by side: [base | detail]
-        z = torch.cat([part.transpose(1, 2).reshape(units, -1, h, w) for part in z], dim=1)
+        # a unit's codes side by side, [base | detail], as the encoders made them
+        z = torch.cat(self.frame_codes(latents * self.std + self.mean), dim=1)
         x = F.pixel_shuffle(self.decoder(z), self.config.patch_size)
         x = x.reshape(b, f, tf, 3, *x.shape[-2:]).permute(0, 3, 1, 2, 4, 5)
         return x.reshape(b, 3, f * tf, *x.shape[-2:]).clamp(-1, 1)

@@ -11,6 +11,10 @@ For each VAE, on the same held-out worlds (seeds the data stages never draw) and
   latent and decodes them as one picture pans 0 inside the group and jumps between groups);
 - realism: a classifier on gradient-orientation features telling decoded from real frames
   apart, folds grouped by clip (target ≤ 0.80; 0.5 = indistinguishable);
+- code coherence, per encoder (base; detail if any): correlation of each frame's code with the
+  next frame's, as they are and after moving the earlier one by the camera's pan. A transformer
+  predicts a code that moves with the picture; one that changes wholesale when the picture moves by
+  a pixel is noise to it, and a model trained on it draws noise;
 - streaming: decoding chunk by chunk (3 latent frames) equals decoding the whole clip;
 - speed: seconds to decode one chunk (3 latent frames) and to encode it, median of repeats.
 The contact sheet shows, per VAE, ground truth above reconstruction for consecutive frames.
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adastate.data import World, sample_world_spec  # noqa: E402
 from adastate.evaluate import HELD_OUT_WORLDS  # noqa: E402
 from adastate.metrics import pan_fidelity, pan_per_frame, realism_accuracy  # noqa: E402
+from adastate.train.recipe import shifted  # noqa: E402
 from adastate.vae import TinyVideoVAE, frames_to_video  # noqa: E402
 
 CHUNK = 3                      # latent frames per streamed chunk
@@ -61,17 +66,35 @@ def median_seconds(fn, repeats: int = 7) -> float:
     return statistics.median(times)
 
 
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+def code_coherence(vae: TinyVideoVAE, latents: torch.Tensor, motion: np.ndarray, width: int) -> list[dict]:
+    """Per encoder: correlation of consecutive coded units' codes, as they are and with the
+    earlier one moved by the camera's pan between them (both cropped alike)."""
+    n = vae.coded_frames
+    result = []
+    for codes in vae.frame_codes(latents):
+        earlier, later = codes[:-1, None, :, None], codes[1:, None, :, None]  # [units - 1, 1, c, 1, h, w]
+        moved = [shifted(earlier[u], *(motion[u * n:(u + 1) * n].sum(0) / width)) for u in range(len(earlier))]
+        result.append({"as_is": correlation(earlier[:, 0], later[:, 0]),
+                       "pan_compensated": correlation(torch.cat(moved), torch.cat([shifted(x, 0, 0) for x in later]))})
+    return result
+
+
 @torch.no_grad()
 def measure(vae: TinyVideoVAE, clips: list[dict]) -> tuple[dict, list[np.ndarray]]:
     tf = vae.config.temporal_factor
     decoded, scores, fidelity, in_group = [], [], [], [[] for _ in range(tf)]
-    streaming_error = 0.0
+    streaming_error, coherence = 0.0, []
     for clip in clips:
         latents = vae.encode(frames_to_video(clip["frames"])[None])
         frames = vae.decode_to_uint8(latents)
         decoded.append(frames)
         scores.append(psnr(frames, clip["frames"]))
         pan = pan_per_frame(frames)
+        coherence.append(code_coherence(vae, latents, clip["motion"], frames.shape[2]))
         fidelity.append(pan_fidelity(pan, clip["motion"]))
         # pan of the pair (t-1, t) by t's position inside its latent group, relative to the truth
         for t in range(1, len(frames)):
@@ -89,6 +112,8 @@ def measure(vae: TinyVideoVAE, clips: list[dict]) -> tuple[dict, list[np.ndarray
         "pan_within_20pct": {"mean": float(np.mean(fidelity)), "min": float(np.min(fidelity))},
         "pan_by_position_in_group": [float(np.median(r)) for r in in_group],
         "realism_accuracy": realism,
+        "code_coherence": {name: {k: float(np.mean([c[i][k] for c in coherence])) for k in coherence[0][i]}
+                           for i, name in enumerate(["base", "detail"][:len(coherence[0])])},
         "streaming_max_abs_difference": streaming_error,
         "seconds_decode_chunk": median_seconds(lambda: vae.decode_to_uint8(chunk_latents)),
         "seconds_encode_chunk": median_seconds(lambda: vae.encode(chunk_video)),

@@ -13,7 +13,7 @@ from adastate.model import AnchorWindowCache, CacheLayout, CausalWanTransformer
 from adastate.sampling import denoise_block, shifted_sigmas, write_cache
 from adastate.train.losses import dmd_loss, horizon_weights
 from adastate.train import recipe
-from adastate.train.recipe import TrainConfig, sample_sigmas, train
+from adastate.train.recipe import TrainConfig, sample_sigmas, shifted, train
 from adastate.vae import TINY_VAE_CONFIG
 from adastate.train.rollout import self_forcing_rollout
 from conftest import TEST_CONFIG
@@ -307,6 +307,25 @@ def test_decoder_fine_tune_keeps_the_encoder_and_its_latents(tmp_path):
     train(TrainConfig(stage="decoder", out=str(decoder), init=str(vae), size=16, batch_size=2, steps=5, lr=1e-3,
                       log_every=1))
     assert json.loads((decoder / "log.jsonl").read_text().splitlines()[-1])["step"] == 5
+
+
+def test_shifted_moves_the_picture_by_the_asked_pixels_and_crops_alike():
+    video = torch.zeros(1, 3, 2, 64, 64)
+    video[..., 30, 20] = 1
+    moved = shifted(video, 3 / 64, -2 / 64)  # 3 px right, 2 px up; 8 px cropped on every side
+    assert moved.shape == (1, 3, 2, 48, 48)
+    assert [tuple(p) for p in (moved[0, 0, 0] > 0.5).nonzero().tolist()] == [(30 - 2 - 8, 20 + 3 - 8)]
+    assert shifted(torch.zeros(1, 8, 2, 16, 16), 0.1, 0.1).shape[-2:] == (12, 12)  # latents: 2 cells cropped
+
+
+def test_vae_learns_to_decode_moved_latents_as_the_moved_video(tmp_path):
+    train(TrainConfig(stage="vae", out=str(tmp_path / "vae"), model=dict(TEST_CONFIG), vae_model=TEST_VAE_CONFIG,
+                      size=32, batch_size=2, steps=3, log_every=1, equivariance=1.0))
+    log = [json.loads(line) for line in (tmp_path / "vae" / "log.jsonl").read_text().splitlines() if "loss" in line]
+    assert len(log) == 3 and all(math.isfinite(r["equivariance"]) and r["equivariance"] > 0 for r in log)
+    with pytest.raises(ValueError, match="multiple of 32"):  # 16 px: 4x4 latents, no eighth to crop
+        train(TrainConfig(stage="vae", out=str(tmp_path / "small"), model=dict(TEST_CONFIG),
+                          vae_model=TEST_VAE_CONFIG, size=16, batch_size=2, steps=1, equivariance=1.0))
 
 
 def test_vae_extended_with_detail_keeps_its_latents_and_the_teacher_widens_to_them(clips, tmp_path):

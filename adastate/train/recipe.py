@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
@@ -81,6 +82,10 @@ class TrainConfig:
     detail_channels: int = 0       # vae with --init: extend that VAE by this many latent channels from a detail
                                    # encoder (its own encoder frozen, so its latents stay valid)
     edge_weight: float = 1.0       # vae/decoder: L1 on image gradients and frame differences (sharp, moving)
+    equivariance: float = 0.0      # vae: weight of decoding shifted or shrunk latents as the shifted or shrunk
+                                   # video (EQ-VAE). Unregularised detail codes change wholesale when the picture
+                                   # moves by a pixel; a latent that moves with the picture is one a small
+                                   # transformer can predict (benchmarks/RESULTS.md, "VAE")
     gan_weight: float = 0.1        # decoder: weight of the adversarial loss, relative to the reconstruction loss
                                    # (their gradients balanced at the decoder's last layer)
     gan_start: int = 0             # decoder: steps of reconstruction loss alone before the adversarial loss joins
@@ -303,6 +308,32 @@ def reconstruction_losses(recon: torch.Tensor, video: torch.Tensor) -> dict:
     return {"l1": (recon - video).abs().mean(), "edges": edges, "psnr": psnr}
 
 
+def shifted(x: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """x [B, C, T, H, W] (a video or its latents) moved by (dx, dy) of its width and height, with
+    an eighth of the size cropped on every side (more than the shift: no border is left in it)."""
+    b, c, t, h, w = x.shape
+    theta = torch.tensor([[1.0, 0.0, -2 * dx], [0.0, 1.0, -2 * dy]]).expand(b, 2, 3).to(x)
+    grid = F.affine_grid(theta, [b, c * t, h, w], align_corners=False)
+    y = F.grid_sample(x.flatten(1, 2), grid, mode="bilinear", align_corners=False).view(b, c, t, h, w)
+    return y[..., h // 8:h - h // 8, w // 8:w - w // 8]
+
+
+def equivariance_transform(generator: torch.Generator):
+    """A random transform that a video [B, 3, T, H, W] and its latents [B, C, f, h, w] should
+    undergo alike, as a function of either: a shift by up to 3 pixels along each axis at 64 px
+    (the pan between two frames; a fraction of a latent cell), or a shrink to 1/2 or 3/4."""
+    kind = int(torch.randint(3, (1,), generator=generator))
+    if kind:
+        scale = (0.5, 0.75)[kind - 1]
+
+        def shrink(x):
+            y = F.interpolate(x.flatten(1, 2), scale_factor=scale, mode="bilinear", antialias=True)
+            return y.view(*x.shape[:3], *y.shape[-2:])
+        return shrink
+    dx, dy = (torch.randint(-3, 4, (2,), generator=generator) / 64).tolist()
+    return lambda x: shifted(x, dx, dy)
+
+
 def train_vae(config: TrainConfig, accelerator: Accelerator):
     """A VAE from scratch, or (`init`) a trained one extended with `detail_channels`: then only the
     detail encoder and the decoder learn, and the first channels keep their latents and statistics."""
@@ -317,12 +348,15 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
     else:
         vae = TinyVideoVAE(latent_channels=config.model["in_channels"], **config.vae_model)
     tf = vae.config.temporal_factor
+    if config.equivariance and (config.size // vae.config.spatial_factor) % 8:
+        raise ValueError(f"--equivariance crops an eighth of the latents on every side: a {config.size}-px video's "
+                         f"latents must be a multiple of 8 wide (video size a multiple of {8 * vae.config.spatial_factor})")
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=config.lr)
 
     def reconstruct(model, video):
         mean, logvar = model.encode_moments(video)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
-        return model.decode((z - model.mean) / model.std), mean, logvar
+        z = (mean + torch.randn_like(mean) * (0.5 * logvar).exp() - model.mean) / model.std
+        return model.decode(z), z, mean, logvar
 
     autoencoder, optimizer = accelerator.prepare(Objective(vae, reconstruct), optimizer)
 
@@ -331,10 +365,15 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
 
     def step_fn(step):
         video = clip_batch()
-        recon, mean, logvar = autoencoder(video)
+        recon, z, mean, logvar = autoencoder(video)
         losses = reconstruction_losses(recon, video)
         losses["kl"] = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
         losses["loss"] = losses["l1"] + config.edge_weight * losses["edges"] + 1e-4 * losses["kl"]
+        if config.equivariance:
+            transform = equivariance_transform(generator)
+            moved = reconstruction_losses(vae.decode(transform(z)), transform(video))
+            losses["equivariance"] = moved["l1"] + config.edge_weight * moved["edges"]
+            losses["loss"] = losses["loss"] + config.equivariance * losses["equivariance"]
         optimise(accelerator, optimizer, losses["loss"], autoencoder)
         return losses
 
