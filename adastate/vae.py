@@ -205,7 +205,7 @@ class TinyVideoVAE(ModelMixin, ConfigMixin, VideoVAE):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents [B, C, f, h, w] → video [B, 3, f * temporal_factor, H, W] in [-1, 1]."""
-        b, c, f, h, w = latents.shape
+        b, _, f = latents.shape[:3]
         tf = self.config.temporal_factor
         # a unit's codes side by side, [base | detail], as the encoders made them
         z = torch.cat(self.frame_codes(latents * self.std + self.mean), dim=1)

@@ -84,8 +84,8 @@ class TrainConfig:
     edge_weight: float = 1.0       # vae/decoder: L1 on image gradients and frame differences (sharp, moving)
     equivariance: float = 0.0      # vae: weight of decoding shifted or shrunk latents as the shifted or shrunk
                                    # video (EQ-VAE). Unregularised detail codes change wholesale when the picture
-                                   # moves by a pixel; a latent that moves with the picture is one a small
-                                   # transformer can predict (benchmarks/RESULTS.md, "VAE")
+                                   # moves by a pixel; codes that move with the picture are learnt faster, but at
+                                   # weight 1 they keep little detail (benchmarks/RESULTS.md, "VAE")
     gan_weight: float = 0.1        # decoder: weight of the adversarial loss, relative to the reconstruction loss
                                    # (their gradients balanced at the decoder's last layer)
     gan_start: int = 0             # decoder: steps of reconstruction loss alone before the adversarial loss joins
