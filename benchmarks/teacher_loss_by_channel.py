@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adastate.model import CausalWanTransformer  # noqa: E402
 from adastate.train.losses import noised  # noqa: E402
-from adastate.train.recipe import load_clips  # noqa: E402
+from adastate.train.recipe import batches, load_clips  # noqa: E402
 from adastate.vae import TinyVideoVAE  # noqa: E402
 
 SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -52,11 +52,8 @@ def main():
     args = parser.parse_args()
 
     torch.set_num_threads(2)
-    data = load_clips(args.data)
     generator = torch.Generator().manual_seed(1)
-    index = torch.randint(data["latents"].shape[0], (args.clips,), generator=generator)
-    latents = data["latents"][index, :, :args.frames].float()
-    text = data["text"][data.get("text_index", torch.arange(len(data["text"])))[index]].float()
+    latents, text = next(batches(load_clips(args.data), args.clips, generator, args.frames))  # as training draws them
     noise = torch.randn(latents.shape, generator=generator)
     detail = TinyVideoVAE.load_config(args.vae).get("detail_channels", 0)
     base = latents.shape[1] - detail

@@ -353,10 +353,11 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
                          f"latents must be a multiple of 8 wide (video size a multiple of {8 * vae.config.spatial_factor})")
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=config.lr)
 
-    def reconstruct(model, video):
+    def reconstruct(model, video, transform):
+        """The reconstruction, and (with `transform`) the decoded transformed latents."""
         mean, logvar = model.encode_moments(video)
         z = (mean + torch.randn_like(mean) * (0.5 * logvar).exp() - model.mean) / model.std
-        return model.decode(z), z, mean, logvar
+        return model.decode(z), model.decode(transform(z)) if transform else None, mean, logvar
 
     autoencoder, optimizer = accelerator.prepare(Objective(vae, reconstruct), optimizer)
 
@@ -365,13 +366,13 @@ def train_vae(config: TrainConfig, accelerator: Accelerator):
 
     def step_fn(step):
         video = clip_batch()
-        recon, z, mean, logvar = autoencoder(video)
+        transform = equivariance_transform(generator) if config.equivariance else None
+        recon, moved, mean, logvar = autoencoder(video, transform)
         losses = reconstruction_losses(recon, video)
         losses["kl"] = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
         losses["loss"] = losses["l1"] + config.edge_weight * losses["edges"] + 1e-4 * losses["kl"]
-        if config.equivariance:
-            transform = equivariance_transform(generator)
-            moved = reconstruction_losses(vae.decode(transform(z)), transform(video))
+        if transform:
+            moved = reconstruction_losses(moved, transform(video))
             losses["equivariance"] = moved["l1"] + config.edge_weight * moved["edges"]
             losses["loss"] = losses["loss"] + config.equivariance * losses["equivariance"]
         optimise(accelerator, optimizer, losses["loss"], autoencoder)
