@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from adastate.model import AnchorWindowCache, CacheLayout
+from adastate.model.kv_cache import share_from_indicator, share_from_log_sums
 from adastate.sampling import write_cache
 from adastate.stream import ChunkStream, StreamSettings
 from adastate.train.rollout import self_forcing_rollout
@@ -141,8 +142,7 @@ def test_training_rollout_is_exactly_the_stream(test_backend, anchor):
     """What is trained is what streams: the Self-Forcing rollout without gradients, running every
     step, makes exactly `ChunkStream`'s chunks for the same seed (past the window, W = 1).
 
-    Measuring the anchor share widens the attention's values by a channel, which changes float
-    rounding only (the training rollout does not measure)."""
+    Measuring the anchor share (which the training rollout does not) leaves the chunks as they are."""
     def streamed(measure):
         settings = StreamSettings(anchor=anchor, chunks=4, seed=5, measure_anchor_share=measure)
         chunks = ChunkStream(test_backend, "a forest", settings)
@@ -154,7 +154,17 @@ def test_training_rollout_is_exactly_the_stream(test_backend, anchor):
         rolled = self_forcing_rollout(test_backend.transformer, chunks.text_kv, settings.layout, chunks.block_shape,
                                       settings.chunks, chunks.sigmas, settings.seed)[0]
     assert torch.equal(rolled, exact)
-    assert torch.allclose(rolled, streamed(True)[1], atol=1e-5)
+    assert torch.equal(rolled, streamed(True)[1])
+
+
+@pytest.mark.parametrize("measure", [share_from_log_sums, share_from_indicator])
+def test_the_anchor_share_is_the_softmax_mass_on_the_anchor_keys(measure):
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 4, n, 48, generator=generator) for n in (40, 70, 70))
+    out, share = measure(q, k, v, n_anchor=16, n_queries_skipped=8)
+    weights = torch.softmax(q @ k.transpose(-1, -2) / 48**0.5, dim=-1)
+    torch.testing.assert_close(out, weights @ v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(share, weights[:, :, 8:, :16].sum(-1).mean(), atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -185,12 +185,37 @@ class AnchorWindowCache:
         # the share is the denoising passes', not the cache-writing pass's (on the clean block)
         if not (self.measure_anchor_share and n_anchor and self._captured is None):
             return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
-        # One extra value channel that is 1 on anchor keys: its output is the attention mass
-        # each query puts on the anchor slot, measured by the same kernel that attends.
-        indicator = torch.zeros(*v.shape[:-1], 1, dtype=v.dtype, device=v.device)
-        indicator[:, :, :n_anchor] = 1
-        out = F.scaled_dot_product_attention(q, k, torch.cat([v, indicator], dim=-1))
         n_state = self.state_frames * self.tokens_per_frame
-        self._share_sum = self._share_sum + out[:, :, n_state:, -1].mean().detach()  # no device sync
+        out, share = attention_with_anchor_share(q, k, v, n_anchor, n_state)
+        self._share_sum = self._share_sum + share.detach()  # no device sync
         self._share_count += 1
-        return out[..., :-1].transpose(1, 2)
+        return out.transpose(1, 2)
+
+
+def attention_with_anchor_share(q, k, v, n_anchor: int, n_queries_skipped: int = 0):
+    """Attention of q over k/v [B, H, N, D], and the mean attention mass that queries after the
+    first `n_queries_skipped` give the first `n_anchor` keys."""
+    if q.device.type == "cpu":
+        return share_from_log_sums(q, k, v, n_anchor, n_queries_skipped)
+    return share_from_indicator(q, k, v, n_anchor, n_queries_skipped)
+
+
+def share_from_log_sums(q, k, v, n_anchor: int, n_queries_skipped: int = 0):
+    """CPU: the mass on the anchor keys is exp(log-sum-exp of the scores over the anchor keys −
+    log-sum-exp over all keys). The flash kernel returns the second anyway; the first is one small
+    call over the anchor keys. (`share_from_indicator` makes the head size odd, which sends the CPU
+    to its unfused attention at several times the cost: benchmarks/RESULTS.md, "attention share".)"""
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    out, log_sum = flash(q, k, v)[:2]
+    measured = q[:, :, n_queries_skipped:]
+    log_sum_anchor = flash(measured, k[:, :, :n_anchor], v[:, :, :n_anchor])[1]
+    return out, torch.exp(log_sum_anchor - log_sum[:, :, n_queries_skipped:]).mean()
+
+
+def share_from_indicator(q, k, v, n_anchor: int, n_queries_skipped: int = 0):
+    """Any device: one extra value channel that is 1 on anchor keys; its output is each query's
+    attention mass on the anchor slot, measured by the same kernel that attends."""
+    indicator = torch.zeros(*v.shape[:-1], 1, dtype=v.dtype, device=v.device)
+    indicator[:, :, :n_anchor] = 1
+    out = F.scaled_dot_product_attention(q, k, torch.cat([v, indicator], dim=-1))
+    return out[..., :-1], out[:, :, n_queries_skipped:, -1].mean()
