@@ -9,6 +9,11 @@ from pathlib import Path
 # took CPU that Gradio and the visitor's browser need (benchmarks/RESULTS.md, "Does the player
 # stall?"). Read when torch starts, so before it is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# And the model leaves one core to the server and a local visitor's browser: on two cores one thread
+# streamed faster than two with the browser open (9.3 vs 6.3 frames a second) for 30 % less CPU a
+# chunk (benchmarks/RESULTS.md, "Where a chunk's CPU goes").
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, CORES - 1)))
 
 import gradio as gr
 import spaces
@@ -215,7 +220,10 @@ with gr.Blocks(title="AdaState — streaming video with a self-evolving anchor",
     # Inputs reach the functions as sent (preprocess=False), so that adastate.demo checks them and
     # names what is wrong. Streams are admitted and take turns in adastate.demo's Scheduler (not in
     # Gradio's queue), where an endless run can see that a visitor waits.
-    streams = dict(preprocess=False, concurrency_limit=None)
+    # No progress overlay on the outputs while they stream: the status line says how far a run is, and
+    # the overlay's ticking timer cost the browser a third of its CPU per chunk, which a local
+    # demo's model needs (benchmarks/RESULTS.md, "Where a chunk's CPU goes").
+    streams = dict(preprocess=False, concurrency_limit=None, show_progress="hidden")
     generating = run.click(generate, [prompt, seed, chunks, anchor, steps, window, endless],
                            [video, colours, peek, plots, status, download], api_name="generate", **streams)
     resuming = run_resume.click(resume, [scene_in, prompt, seed, chunks, state_only],

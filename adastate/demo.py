@@ -65,10 +65,15 @@ SESSION_MEMORY_MB = float(os.environ.get("ADASTATE_SESSION_MEMORY_MB", "1024")) 
 # limit against it); wan (30 layers, 480x832): 3.7 GB of keys and values plus the VAE's carried
 # cache (estimated, not measured).
 SCENE_UPLOAD_MB = {"tiny": 16, "wan": 8192}
-# Drawing the per-chunk plots costs about a third of a chunk's time in the app (measured through
-# gradio_client: 0.53 s per chunk without plots, 0.75-1.0 s with), so they are redrawn at most
-# this often (and always on the last update).
-PLOT_INTERVAL = 1.0
+# A redraw of the per-chunk plots (matplotlib, rendered by Gradio) costs 0.3 CPU-seconds, nearly a
+# chunk's model time on one core: redrawn every second it held a local demo with its browser at
+# 7 generated frames a second, every 4 s at 9 (benchmarks/RESULTS.md, "Where a chunk's CPU goes").
+# So at most this often, and always on the last update; the comparison's revert and pan curves
+# are drawn by the browser and follow every chunk.
+PLOT_INTERVAL = 4.0
+# The pictures are lossless WebP at its fastest setting: under 1 ms a picture instead of up to 24 ms
+# at the default effort, for files a few KB larger (benchmarks/RESULTS.md, "Where a chunk's CPU goes").
+WEBP = dict(lossless=True, method=0)
 # Gradio probes and re-muxes every streamed segment with its own ffmpeg processes (0.1-0.15 s a
 # segment on 2 cores), whatever its length: with the embedded model's 6-frame chunks, one segment
 # per chunk made the player wait at every other chunk. So a segment holds at least this much video
@@ -355,8 +360,8 @@ class Run:
             self.unsent, self.streamed = [], True
         else:
             segment = None
-        Image.fromarray(state_colors(result.anchor_latent)).save(state, lossless=True)
-        Image.fromarray(state_peek(self.backend.vae, result.anchor_latent)).save(peek, lossless=True)
+        Image.fromarray(state_colors(result.anchor_latent)).save(state, **WEBP)
+        Image.fromarray(state_peek(self.backend.vae, result.anchor_latent)).save(peek, **WEBP)
         # Gradio has read the segment before last by now: keep the folder small in endless mode
         self.folder.joinpath(f"{self.mode}-{result.index - 2:05d}.mp4").unlink(missing_ok=True)
         self.video.write(result.frames)
@@ -364,7 +369,7 @@ class Run:
         if self.filmstrip_every and (len(self.records) - 1) % self.filmstrip_every == 0:
             self.filmstrip_frames.append(result.frames[0])
             self.filmstrip_path = self.folder / f"{self.mode}-filmstrip-{len(self.filmstrip_frames):02d}.webp"
-            Image.fromarray(filmstrip(self.filmstrip_frames)).save(self.filmstrip_path, lossless=True)
+            Image.fromarray(filmstrip(self.filmstrip_frames)).save(self.filmstrip_path, **WEBP)
         return Update(segment and str(segment), str(state), str(peek), list(self.records), mode=self.mode,
                       filmstrip=self.filmstrip_path and str(self.filmstrip_path),
                       held_seconds=0.0 if self.streamed else unsent_seconds)

@@ -204,7 +204,7 @@ def share_from_log_sums(q, k, v, n_anchor: int, n_queries_skipped: int = 0):
     """CPU: the mass on the anchor keys is exp(log-sum-exp of the scores over the anchor keys −
     log-sum-exp over all keys). The flash kernel returns the second anyway; the first is one small
     call over the anchor keys. (`share_from_indicator` makes the head size odd, which sends the CPU
-    to its unfused attention at several times the cost: benchmarks/RESULTS.md, "attention share".)"""
+    to its unfused attention at several times the cost: benchmarks/RESULTS.md, "Where a chunk's CPU goes".)"""
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     out, log_sum = flash(q, k, v)[:2]
     measured = q[:, :, n_queries_skipped:]
