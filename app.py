@@ -250,8 +250,9 @@ def launch(**options):
     """Serve the demo as it is meant to face the public: uploads no larger than a scene file can
     be (Gradio removes a larger one as it arrives), error messages shown (every message the
     functions raise is one line for people; Gradio's own name the malformed request), idle
-    sessions swept, frames drawn pixelated (CSS)."""
+    sessions swept, frames drawn pixelated (CSS), the models loading while the server starts."""
     VISITORS.sweep_every(SWEEP_SECONDS)
+    BACKENDS.warm_up()
     return demo.launch(max_file_size=upload_limit_bytes(BACKENDS.name), show_error=True, css=CSS, **options)
 
 

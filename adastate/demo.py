@@ -215,6 +215,24 @@ class Backends:
         backend.notice = notice
         return backend
 
+    def warm_up(self) -> threading.Thread:
+        """Load every mode's model and matplotlib in a background thread, so that the server is up at
+        once and the first visitor's first click does not wait for them: on a fresh app the first
+        chunk showed 3.8-4.0 s after the click without this, 1.3 s with it, a later run's after
+        1.0 s (benchmarks/RESULTS.md, "Where a chunk's CPU goes"). A click meanwhile waits for the
+        model it needs, as it would have anyway."""
+        def load():
+            try:
+                for anchor in ANCHOR_MODES:
+                    self.get(anchor)
+                chunk_plots({})  # imports matplotlib
+            except Exception:  # the click that needs it will meet the error and show it
+                log.exception("warming up failed")
+
+        thread = threading.Thread(target=load, name="warm-up", daemon=True)
+        thread.start()
+        return thread
+
 
 # -- one stream and what it shows -------------------------------------------------------------------
 

@@ -25,6 +25,23 @@ class FixedBackends(Backends):
         self.loaded = {"adaptive": backend, "static": backend}
 
 
+def test_warm_up_loads_every_mode_in_the_background(monkeypatch, test_backend):
+    loading = []
+
+    def load(anchor):
+        loading.append(anchor)
+        time.sleep(0.2)
+        return test_backend
+
+    backends = Backends()
+    monkeypatch.setattr(backends, "_load", load)
+    thread = backends.warm_up()
+    assert thread.is_alive()  # the caller (the server's start) does not wait
+    thread.join(timeout=60)
+    assert loading == list(demo.ANCHOR_MODES) and set(backends.loaded) == set(demo.ANCHOR_MODES)
+    assert backends.get("static") is test_backend and loading == list(demo.ANCHOR_MODES)  # not loaded again
+
+
 def test_settings_from_widget_values():
     s = settings_from_inputs(3.0, "5", "static", 2, 2)
     assert (s.seed, s.chunks, s.anchor, s.window_chunks, s.denoising_steps) == (3, 5, "static", 2, (1000.0, 500.0))
