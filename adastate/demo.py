@@ -215,12 +215,16 @@ class Backends:
         backend.notice = notice
         return backend
 
-    def warm_up(self) -> threading.Thread:
-        """Load every mode's model and matplotlib in a background thread, so that the server is up at
-        once and the first visitor's first click does not wait for them: on a fresh app the first
-        chunk showed 3.8-4.0 s after the click without this, 1.3 s with it, a later run's after
+    def warm_up(self) -> threading.Thread | None:
+        """Load every mode's embedded model and matplotlib in a background thread, so that the server
+        is up at once and the first visitor's first click does not wait for them: on a fresh app the
+        first chunk showed 3.8-4.0 s after the click without this, 1.3 s with it, a later run's after
         1.0 s (benchmarks/RESULTS.md, "Where a chunk's CPU goes"). A click meanwhile waits for the
-        model it needs, as it would have anyway."""
+        model it needs, as it would have anyway. Other backends load on first use, inside the
+        request: on ZeroGPU that is where a GPU is attached."""
+        if self.name != "tiny":
+            return None
+
         def load():
             try:
                 for anchor in ANCHOR_MODES:

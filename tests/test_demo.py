@@ -40,6 +40,7 @@ def test_warm_up_loads_every_mode_in_the_background(monkeypatch, test_backend):
     thread.join(timeout=60)
     assert loading == list(demo.ANCHOR_MODES) and set(backends.loaded) == set(demo.ANCHOR_MODES)
     assert backends.get("static") is test_backend and loading == list(demo.ANCHOR_MODES)  # not loaded again
+    assert Backends("wan").warm_up() is None  # loads on first use, where the request has its GPU
 
 
 def test_settings_from_widget_values():
