@@ -99,19 +99,16 @@ def main():
     state = torch.randn(backend.latent_channels, 1, backend.latent_height, backend.latent_width)
     pictures = {"state": state_colors(state), "peek": state_peek(vae, state)}
 
-    def save(picture, options):
-        return lambda: Image.fromarray(picture).save(io.BytesIO(), format="WEBP", **options)
+    def encoded(picture, options) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(picture).save(out, format="WEBP", **options)
+        return out.getvalue()
 
-    results["save a picture"] = compare(
-        {f"{name}, {label}": save(picture, options) for name, picture in pictures.items()
-         for label, options in (("WebP default effort", {"lossless": True}), ("demo.WEBP", demo.WEBP))},
-        args.rounds, 20)
-    results["picture bytes"] = {}
-    for name, picture in pictures.items():
-        for label, options in (("WebP default effort", {"lossless": True}), ("demo.WEBP", demo.WEBP)):
-            out = io.BytesIO()
-            Image.fromarray(picture).save(out, format="WEBP", **options)
-            results["picture bytes"][f"{name}, {label}"] = len(out.getvalue())
+    saves = {f"{name}, {label}": (picture, options) for name, picture in pictures.items()
+             for label, options in (("WebP default effort", {"lossless": True}), ("demo.WEBP", demo.WEBP))}
+    results["save a picture"] = compare({label: (lambda save=save: encoded(*save)) for label, save in saves.items()},
+                                        args.rounds, 20)
+    results["picture bytes"] = {label: len(encoded(*save)) for label, save in saves.items()}
 
     rng = np.random.default_rng(0)
     records = [{"index": i, "motion": float(rng.random()), "anchor_attention_share": float(rng.random()),
